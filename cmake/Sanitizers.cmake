@@ -1,0 +1,10 @@
+# One sanitizer switch: -DRINGSIDE_SANITIZE=address,undefined  or  thread.
+if(RINGSIDE_SANITIZE)
+    if(RINGSIDE_SANITIZE MATCHES "thread" AND RINGSIDE_SANITIZE MATCHES "address")
+        message(FATAL_ERROR "RINGSIDE_SANITIZE: thread cannot be combined with address")
+    endif()
+    set(_san -fsanitize=${RINGSIDE_SANITIZE} -fno-sanitize-recover=all -fno-omit-frame-pointer)
+    add_compile_options(${_san})
+    add_link_options(${_san})
+    message(STATUS "ringside: sanitizers ${RINGSIDE_SANITIZE}")
+endif()
