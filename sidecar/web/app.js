@@ -50,7 +50,7 @@ const STATUS_WORDS = { idle: 'idle', working: 'working', stuck: 'stuck', failed:
 
 // ---- model --------------------------------------------------------------------------------------
 
-const model = { agents: new Map(), epoch: null, everConnected: false };
+const model = { agents: new Map(), epoch: null, everConnected: false, haveSnapshot: false };
 
 function agentOf(id, project) {
   let a = model.agents.get(id);
@@ -397,7 +397,9 @@ const client = new RingsideClient({
 
 client.on('state', onState);
 client.on('snapshot', (snap) => {
-  if (snap.reload && model.everConnected) note(`Snapshot reloaded (epoch ${snap.epoch}) — state replaced`);
+  if (snap.reload && model.haveSnapshot) note(`Snapshot reloaded (epoch ${snap.epoch}) — state replaced`);
+  else if (!snap.reload) note(`Resumed at seq ${client.position.seq ?? '—'} (epoch ${snap.epoch}) — missed events follow`);
+  model.haveSnapshot = true;
   applySnapshot(snap);
 });
 client.on('agent_status', (ev) => {
