@@ -1111,6 +1111,63 @@ static void test_mint_errors(void **state)
     }
 }
 
+/* Interoperability with an independent implementation (PyJWT): tokens it signs verify here, and
+ * tokens minted here verify there (ES256 signatures are JOSE R||S in both).  Skipped when
+ * python3-jwt is not installed. */
+#ifndef RINGSIDE_PYTHON
+#define RINGSIDE_PYTHON "/usr/bin/python3"
+#endif
+static int python_has_jwt(void)
+{
+    return system(RINGSIDE_PYTHON " -c 'import jwt, cryptography' >/dev/null 2>&1") == 0;
+}
+
+static void test_interop_pyjwt(void **state)
+{
+    const struct {
+        const char *alg, *priv, *pub;
+    } cases[] = {{"HS256", path_hs, path_hs},
+                 {"RS256", path_rs_priv, path_rs_pub},
+                 {"ES256", path_es_priv, path_es_pub}};
+    (void)state;
+    if (!python_has_jwt())
+        skip();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[1024], tok[4096];
+        auth_config *cfg = cfg_new(cases[i].alg, cases[i].pub, NULL, "ringside", 0);
+        FILE *p;
+        char *ours;
+        auth_identity id;
+
+        snprintf(cmd, sizeof cmd,
+                 RINGSIDE_PYTHON " -c 'import jwt,sys; k=open(sys.argv[2],\"rb\").read(); "
+                 "k=k.rstrip(b\"\\n\") if sys.argv[1]==\"HS256\" else k; "
+                 "print(jwt.encode({\"sub\":\"py\",\"exp\":%lld,\"aud\":\"ringside\","
+                 "\"projects\":[\"p1\"]}, k, algorithm=sys.argv[1]))' %s %s",
+                 (long long)(NOW + 60), cases[i].alg, cases[i].priv);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        assert_non_null(fgets(tok, sizeof tok, p));
+        assert_int_equal(pclose(p), 0);
+        tok[strcspn(tok, "\n")] = '\0';
+        assert_int_equal(auth_verify(cfg, tok, strlen(tok), NOW, &id), AUTH_OK);
+        assert_string_equal(id.user, "py");
+        auth_identity_clear(&id);
+        auth_config_free(cfg);
+
+        ours = mint(cases[i].alg, cases[i].priv, "alice", "p1", NULL, NOW, 60, NULL, "ringside");
+        snprintf(cmd, sizeof cmd,
+                 RINGSIDE_PYTHON " -c 'import jwt,sys; k=open(sys.argv[3],\"rb\").read(); "
+                 "k=k.rstrip(b\"\\n\") if sys.argv[1]==\"HS256\" else k; "
+                 "c=jwt.decode(sys.argv[2], k, algorithms=[sys.argv[1]], audience=\"ringside\", "
+                 "options={\"verify_exp\":False,\"verify_nbf\":False,\"verify_iat\":False}); "
+                 "assert c[\"sub\"]==\"alice\" and c[\"projects\"]==[\"p1\"]' %s %s %s",
+                 cases[i].alg, ours, cases[i].pub);
+        assert_int_equal(system(cmd), 0);
+        free(ours);
+    }
+}
+
 static void test_valid_id(void **state)
 {
     (void)state;
@@ -1153,6 +1210,7 @@ int main(void)
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_mint_errors),
         cmocka_unit_test(test_valid_id),
+        cmocka_unit_test(test_interop_pyjwt),
     };
     return cmocka_run_group_tests_name("auth", tests, group_setup, group_teardown);
 }
