@@ -908,6 +908,27 @@ done:
     return rc;
 }
 
+int auth_bearer_token(const char *value, size_t len, const char **tok, size_t *tok_len)
+{
+    size_t i = 6;
+
+    if (tok == NULL || tok_len == NULL)
+        return AUTH_EINVAL;
+    *tok = NULL;
+    *tok_len = 0;
+    if (value == NULL || len < 8 || strncasecmp(value, "Bearer", 6) != 0 || value[6] != ' ')
+        return AUTH_ENOTOKEN;
+    while (i < len && value[i] == ' ')
+        i++;
+    while (len > i && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+        len--;
+    if (i == len)
+        return AUTH_ENOTOKEN;
+    *tok = value + i;
+    *tok_len = len - i;
+    return AUTH_OK;
+}
+
 void auth_identity_clear(auth_identity *id)
 {
     if (id == NULL)

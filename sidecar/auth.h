@@ -121,7 +121,7 @@ AUTH_WUR int auth_config_reload(auth_config *cfg, char *errbuf, size_t errlen);
 /* Whether tokens without `exp` are refused (default 1).  Setting 0 is for development only. */
 void auth_config_set_require_exp(auth_config *cfg, int require);
 
-/* The pinned algorithm of cfg. */
+/* The pinned algorithm of cfg (not NULL). */
 auth_alg auth_config_alg(const auth_config *cfg);
 
 /* Wipes the key material and frees cfg.  NULL is a no-op. */
@@ -138,6 +138,14 @@ void auth_config_free(auth_config *cfg);
  */
 AUTH_WUR int auth_verify(const auth_config *cfg, const char *token, size_t len, int64_t now,
                          auth_identity *id);
+
+/*
+ * Finds the token in an Authorization header value of len bytes ("Bearer <token>": the scheme is
+ * case-insensitive, followed by one or more spaces; trailing spaces and tabs are ignored).
+ * On success *tok points into value (borrowed) and *tok_len is its length; returns AUTH_OK.
+ * Returns AUTH_ENOTOKEN when the scheme is not Bearer or the token is empty.  Pure; no allocation.
+ */
+AUTH_WUR int auth_bearer_token(const char *value, size_t len, const char **tok, size_t *tok_len);
 
 /* Frees the lists of id and zeroes it.  NULL is a no-op. */
 void auth_identity_clear(auth_identity *id);

@@ -1168,6 +1168,30 @@ static void test_interop_pyjwt(void **state)
     }
 }
 
+static void test_bearer(void **state)
+{
+    const char *t;
+    size_t n;
+    (void)state;
+    assert_int_equal(auth_bearer_token("Bearer abc.def.ghi", 18, &t, &n), AUTH_OK);
+    assert_int_equal(n, 11);
+    assert_memory_equal(t, "abc.def.ghi", 11);
+    assert_int_equal(auth_bearer_token("bearer   x.y.z \t", 16, &t, &n), AUTH_OK);
+    assert_int_equal(n, 5);
+    assert_memory_equal(t, "x.y.z", 5);
+    /* Only len bytes are read. */
+    assert_int_equal(auth_bearer_token("Bearer x.y.zGARBAGE", 12, &t, &n), AUTH_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(auth_bearer_token("Bearer ", 7, &t, &n), AUTH_ENOTOKEN);
+    assert_int_equal(auth_bearer_token("Bearer    ", 10, &t, &n), AUTH_ENOTOKEN);
+    assert_int_equal(auth_bearer_token("Basic dXNlcjpwYXNz", 18, &t, &n), AUTH_ENOTOKEN);
+    assert_int_equal(auth_bearer_token("Bearerx.y.z", 11, &t, &n), AUTH_ENOTOKEN);
+    assert_int_equal(auth_bearer_token("Bear", 4, &t, &n), AUTH_ENOTOKEN);
+    assert_int_equal(auth_bearer_token(NULL, 0, &t, &n), AUTH_ENOTOKEN);
+    assert_null(t);
+    assert_int_equal(auth_bearer_token("Bearer x", 8, NULL, &n), AUTH_EINVAL);
+}
+
 static void test_valid_id(void **state)
 {
     (void)state;
@@ -1209,6 +1233,7 @@ int main(void)
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_mint_errors),
+        cmocka_unit_test(test_bearer),
         cmocka_unit_test(test_valid_id),
         cmocka_unit_test(test_interop_pyjwt),
     };
