@@ -113,8 +113,12 @@ const char *auth_public_reason(int err)
 }
 
 #if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
+#define AUTH_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define AUTH_PRINTF(f, a)
 #endif
+static void set_err(char *buf, size_t len, const char *fmt, ...) AUTH_PRINTF(3, 4);
+
 static void set_err(char *buf, size_t len, const char *fmt, ...)
 {
     va_list ap;
@@ -339,8 +343,8 @@ static int check_pkey(EVP_PKEY *pkey, auth_alg alg, const char *path, int idx, c
             return AUTH_EKEY;
         }
         if (EVP_PKEY_get_bits(pkey) < 2048) {
-            set_err(errbuf, errlen, "RSA key %d in %s has %d bits; at least 2048 are required",
-                    idx, path, EVP_PKEY_get_bits(pkey));
+            set_err(errbuf, errlen, "RSA key %d in %s has %d bits; at least 2048 are required", idx,
+                    path, EVP_PKEY_get_bits(pkey));
             return AUTH_EKEY;
         }
         return AUTH_OK;
@@ -445,8 +449,7 @@ static int load_pem_keys(auth_alg alg, const char *path, struct auth_key *keys, 
             rc = AUTH_EKEY;
         }
         if (rc == AUTH_OK && pkey == NULL && strstr(name, "PARAMETERS") == NULL) {
-            set_err(errbuf, errlen, "%s: PEM block %zu does not hold a readable key", path,
-                    n + 1);
+            set_err(errbuf, errlen, "%s: PEM block %zu does not hold a readable key", path, n + 1);
             rc = AUTH_EKEY;
         }
         if (rc == AUTH_OK && pkey != NULL && n >= AUTH_PEM_KEYS_MAX) {
@@ -669,7 +672,7 @@ static int cmp_id(const void *a, const void *b)
  */
 static int parse_list(json_t *v, int *all, char (**list)[AUTH_ID_MAX + 1], size_t *n_out)
 {
-    char (*arr)[AUTH_ID_MAX + 1];
+    char(*arr)[AUTH_ID_MAX + 1];
     size_t n, i, w;
 
     *all = 0;
@@ -860,7 +863,7 @@ int auth_verify(const auth_config *cfg, const char *token, size_t len, int64_t n
             return AUTH_EMALFORMED;
         }
     }
-    /* An empty signature part is left to the alg check, so that "alg":"none" is reported as such. */
+    /* An empty signature part is left to the alg check: "alg":"none" is reported as such. */
     if (ndots != 2 || dots[0] == 0 || dots[1] == dots[0] + 1)
         return AUTH_EMALFORMED;
     memcpy(buf, token, len);

@@ -1,5 +1,6 @@
 /*
- * auth.h — JWT authentication and claim-based authorization for the sidecar (REQUIREMENTS D1, D2, D4).
+ * auth.h — JWT authentication and claim-based authorization for the sidecar (REQUIREMENTS
+ * D1, D2, D4).
  *
  * A pure library: no event loop, no global mutable state except the fingerprint key (set once),
  * no I/O except reading the key file in auth_config_new()/auth_config_reload() and in auth_mint().
@@ -8,7 +9,8 @@
  * Verification (auth_verify) never trusts the token to choose how it is verified:
  *  - the algorithm is pinned by configuration (HS256, RS256 or ES256); a header naming any other
  *    algorithm, `none`, or a `crit` header is rejected before any key is used, which closes the
- *    HS/RS key-confusion hole of libjwt 1.10.2 (it verifies with whatever algorithm the header says);
+ *    HS/RS key-confusion hole of libjwt 1.10.2 (it verifies with whatever algorithm the
+ *    header names);
  *  - the token's characters, size and structure are checked strictly (base64url without padding,
  *    exactly three parts, JSON objects without duplicate keys) before libjwt sees it;
  *  - HS256 signatures are checked in constant time with libsodium before libjwt re-verifies them
@@ -35,15 +37,15 @@
 #endif
 
 /* Limits. */
-#define AUTH_TOKEN_MAX 8192    /* bytes; larger tokens are rejected with AUTH_ETOO_LARGE */
-#define AUTH_ID_MAX 63         /* project and agent ids (as the SDK's RS_ID_MAX) */
-#define AUTH_USER_MAX 127      /* `sub` */
-#define AUTH_LIST_MAX 256      /* entries in `projects` or `agents` */
-#define AUTH_LEEWAY_MAX 300    /* seconds; auth_config_new() rejects a larger leeway */
-#define AUTH_HS_KEY_MIN 32     /* bytes of an HS256 secret */
+#define AUTH_TOKEN_MAX 8192     /* bytes; larger tokens are rejected with AUTH_ETOO_LARGE */
+#define AUTH_ID_MAX 63          /* project and agent ids (as the SDK's RS_ID_MAX) */
+#define AUTH_USER_MAX 127       /* `sub` */
+#define AUTH_LIST_MAX 256       /* entries in `projects` or `agents` */
+#define AUTH_LEEWAY_MAX 300     /* seconds; auth_config_new() rejects a larger leeway */
+#define AUTH_HS_KEY_MIN 32      /* bytes of an HS256 secret */
 #define AUTH_KEY_FILE_MAX 65536 /* bytes of a key file */
-#define AUTH_PEM_KEYS_MAX 4    /* public keys accepted from one PEM file (key rotation overlap) */
-#define AUTH_FP_HEX 32         /* hex characters of a fingerprint (16-byte keyed BLAKE2b) */
+#define AUTH_PEM_KEYS_MAX 4     /* public keys accepted from one PEM file (key rotation overlap) */
+#define AUTH_FP_HEX 32          /* hex characters of a fingerprint (16-byte keyed BLAKE2b) */
 
 /* Error codes: 0 is success, every failure is negative.  X(name, value, description). */
 #define AUTH_ERRNO_MAP(X)                                                                          \
@@ -81,16 +83,16 @@ typedef struct auth_config auth_config; /* opaque */
  * cleared.
  */
 typedef struct auth_identity {
-    char user[AUTH_USER_MAX + 1];   /* `sub`: 1..127 chars of [A-Za-z0-9._:@+/=~|-] */
-    char user_fp[AUTH_FP_HEX + 1];  /* auth_fingerprint() of user: for Redis keys and limits */
-    int all_projects;               /* 1: `projects` was "*" (operators) */
+    char user[AUTH_USER_MAX + 1];      /* `sub`: 1..127 chars of [A-Za-z0-9._:@+/=~|-] */
+    char user_fp[AUTH_FP_HEX + 1];     /* auth_fingerprint() of user: for Redis keys and limits */
+    int all_projects;                  /* 1: `projects` was "*" (operators) */
     char (*projects)[AUTH_ID_MAX + 1]; /* sorted, unique; NULL when n_projects == 0 */
-    size_t n_projects;              /* <= AUTH_LIST_MAX; 0 with all_projects == 0 allows nothing */
-    int all_agents;                 /* 1: `agents` absent or "*": every agent of allowed projects */
+    size_t n_projects; /* <= AUTH_LIST_MAX; 0 with all_projects == 0 allows nothing */
+    int all_agents;    /* 1: `agents` absent or "*": every agent of allowed projects */
     char (*agents)[AUTH_ID_MAX + 1]; /* sorted, unique; NULL when n_agents == 0 */
-    size_t n_agents;                /* <= AUTH_LIST_MAX */
-    int64_t exp;                    /* `exp` (Unix seconds); 0 = none (only if allowed by config) */
-    int64_t iat;                    /* `iat`, 0 when absent */
+    size_t n_agents;                 /* <= AUTH_LIST_MAX */
+    int64_t exp; /* `exp` (Unix seconds); 0 = none (only if allowed by config) */
+    int64_t iat; /* `iat`, 0 when absent */
 } auth_identity;
 
 /*
@@ -207,9 +209,9 @@ AUTH_WUR int auth_mint(const char *alg, const char *key_path, const char *sub,
 
 /* As auth_mint() with an explicit issue time (Unix seconds) instead of time(NULL); for tests. */
 AUTH_WUR int auth_mint_at(const char *alg, const char *key_path, const char *sub,
-                          const char *projects_csv, const char *agents_csv, int64_t now,
-                          long ttl_s, const char *issuer, const char *audience, char **out_token,
-                          char *errbuf, size_t errlen);
+                          const char *projects_csv, const char *agents_csv, int64_t now, long ttl_s,
+                          const char *issuer, const char *audience, char **out_token, char *errbuf,
+                          size_t errlen);
 
 /* 1 if s is a valid project/agent id (1..AUTH_ID_MAX chars of [A-Za-z0-9._:@-]), else 0. */
 int auth_valid_id(const char *s);

@@ -63,8 +63,8 @@ int token_cmd_main(int argc, char **argv)
         static const struct {
             const char *name;
             int slot;
-        } opts[] = {{"--jwt-key", 0}, {"--sub", 1},        {"--projects", 2},     {"--agents", 3},
-                    {"--ttl", 4},     {"--jwt-alg", 5},    {"--iss", 6},          {"--aud", 7},
+        } opts[] = {{"--jwt-key", 0},    {"--sub", 1},         {"--projects", 2}, {"--agents", 3},
+                    {"--ttl", 4},        {"--jwt-alg", 5},     {"--iss", 6},      {"--aud", 7},
                     {"--jwt-issuer", 6}, {"--jwt-audience", 7}};
         const char **slots[] = {&key, &sub, &projects, &agents, &ttl_str, &alg, &iss, &aud};
         const char *arg = argv[i], *val = NULL;

@@ -168,8 +168,7 @@ static void sign_and_verify(const uint8_t *data, size_t size)
     sodium_bin2base64(tok, cap, data, hlen, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     off = strlen(tok);
     tok[off++] = '.';
-    sodium_bin2base64(tok + off, cap - off, nl + 1, plen,
-                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_bin2base64(tok + off, cap - off, nl + 1, plen, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     off += strlen(tok + off);
     {
         crypto_auth_hmacsha256_state st; /* the one-shot API takes a 32-byte key only */

@@ -160,9 +160,9 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    const char *names[] = {"hs.key",  "hs2.key", "short.key", "pem-as-hs.key", "rs.pem",
-                           "rs.pub",  "rs2.pem", "rs2.pub",   "es.pem",        "es.pub",
-                           "es2.pem", "es2.pub", "rs1024.pub", "both.pub",     "reload.key"};
+    const char *names[] = {"hs.key",  "hs2.key", "short.key",  "pem-as-hs.key", "rs.pem",
+                           "rs.pub",  "rs2.pem", "rs2.pub",    "es.pem",        "es.pub",
+                           "es2.pem", "es2.pub", "rs1024.pub", "both.pub",      "reload.key"};
     char p[128];
     (void)state;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -271,8 +271,8 @@ static char *mint(const char *alg, const char *key, const char *sub, const char 
 {
     char *tok = NULL;
     char err[256] = "";
-    int rc = auth_mint_at(alg, key, sub, projects, agents, now, ttl, iss, aud, &tok, err,
-                          sizeof err);
+    int rc =
+        auth_mint_at(alg, key, sub, projects, agents, now, ttl, iss, aud, &tok, err, sizeof err);
     if (rc != AUTH_OK)
         fail_msg("auth_mint_at(%s, %s): %s: %s", alg, key, auth_strerror(rc), err);
     return tok;
@@ -296,8 +296,8 @@ static void check_identity_alice(const auth_identity *id)
 static void verify_minted(const char *alg, const char *priv, const char *pub)
 {
     auth_config *cfg = cfg_new(alg, pub, "https://idp.example", "ringside", 5);
-    char *tok = mint(alg, priv, "alice", "p2,p1,p2", "a1", NOW, 3600, "https://idp.example",
-                     "ringside");
+    char *tok =
+        mint(alg, priv, "alice", "p2,p1,p2", "a1", NOW, 3600, "https://idp.example", "ringside");
     auth_identity id;
 
     assert_int_equal(auth_config_alg(cfg), strcmp(alg, "HS256") == 0   ? AUTH_ALG_HS256
@@ -513,8 +513,7 @@ static void test_header_typ_crit(void **state)
     assert_int_equal(verify_hs("{\"alg\":\"HS256\",\"typ\":\"jwt\"}", payload_with("")), AUTH_OK);
     assert_int_equal(verify_hs("{\"alg\":\"HS256\",\"typ\":\"JWS\"}", payload_with("")),
                      AUTH_EMALFORMED);
-    assert_int_equal(verify_hs("{\"alg\":\"HS256\",\"typ\":1}", payload_with("")),
-                     AUTH_EMALFORMED);
+    assert_int_equal(verify_hs("{\"alg\":\"HS256\",\"typ\":1}", payload_with("")), AUTH_EMALFORMED);
     assert_int_equal(verify_hs("{\"alg\":\"HS256\",\"crit\":[\"exp\"]}", payload_with("")),
                      AUTH_EMALFORMED);
     assert_int_equal(verify_hs("{\"alg\":\"HS256\",\"alg\":\"none\"}", payload_with("")),
@@ -664,16 +663,11 @@ static void test_malformed(void **state)
     char *good = hs_token(HS_HDR, payload_with(""));
     char buf[4096];
     const char *bad[] = {
-        "abc",
-        "a.b",
-        "a.b.c.d",
-        "..",
-        ".e30.c2ln",
-        "e30..c2ln",
-        "e30.e30.c!ln",
-        "eyJhbGciOiJIUzI1NiJ9.e30=.c2ln", /* padding */
-        "e30.e30.c2ln ",
-        "Bearer e30.e30.c2ln",
+        "abc",           "a.b",
+        "a.b.c.d",       "..",
+        ".e30.c2ln",     "e30..c2ln",
+        "e30.e30.c!ln",  "eyJhbGciOiJIUzI1NiJ9.e30=.c2ln", /* padding */
+        "e30.e30.c2ln ", "Bearer e30.e30.c2ln",
         "e30.e30.c2l", /* non-canonical trailing bits */
     };
     (void)state;
@@ -804,8 +798,8 @@ static void test_projects_claim(void **state)
     /* Too many entries. */
     {
         static char big[8192];
-        size_t off = (size_t)snprintf(big, sizeof big,
-                                      "{\"sub\":\"a\",\"exp\":1900000000,\"projects\":[");
+        size_t off =
+            (size_t)snprintf(big, sizeof big, "{\"sub\":\"a\",\"exp\":1900000000,\"projects\":[");
         for (int i = 0; i <= AUTH_LIST_MAX; i++)
             off += (size_t)snprintf(big + off, sizeof big - off, "%s\"%x\"", i ? "," : "", i);
         snprintf(big + off, sizeof big - off, "]}");
@@ -935,8 +929,7 @@ static void test_config_errors(void **state)
     expect_config_error("RS256", path_es_pub, 0, AUTH_EKEY, "RSA");
     expect_config_error("ES256", path_rs_pub, 0, AUTH_EKEY, "EC");
     expect_config_error("ES256", path_es_priv, 0, AUTH_EKEY, "private key");
-    assert_int_equal(auth_config_new(NULL, "HS256", path_hs, NULL, NULL, 0, NULL, 0),
-                     AUTH_EINVAL);
+    assert_int_equal(auth_config_new(NULL, "HS256", path_hs, NULL, NULL, 0, NULL, 0), AUTH_EINVAL);
     auth_config_free(NULL);
 }
 
@@ -1019,10 +1012,10 @@ static void test_reload(void **state)
 
 static void test_messages(void **state)
 {
-    const int codes[] = {AUTH_EINVAL,         AUTH_ENOMEM,        AUTH_EKEY,
-                         AUTH_ENOTOKEN,       AUTH_ETOO_LARGE,    AUTH_EMALFORMED,
+    const int codes[] = {AUTH_EINVAL,         AUTH_ENOMEM,         AUTH_EKEY,
+                         AUTH_ENOTOKEN,       AUTH_ETOO_LARGE,     AUTH_EMALFORMED,
                          AUTH_EBAD_ALG,       AUTH_EBAD_SIGNATURE, AUTH_EEXPIRED,
-                         AUTH_ENOT_YET_VALID, AUTH_EBAD_ISSUER,   AUTH_EBAD_AUDIENCE,
+                         AUTH_ENOT_YET_VALID, AUTH_EBAD_ISSUER,    AUTH_EBAD_AUDIENCE,
                          AUTH_EBAD_CLAIMS,    AUTH_ESIGN};
     (void)state;
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
@@ -1070,11 +1063,11 @@ static void test_mint_errors(void **state)
     char *tok = (char *)1;
     char err[256];
     (void)state;
-#define MINT_FAIL(rc, needle, alg, key, sub, projects, agents, ttl)                               \
+#define MINT_FAIL(rc, needle, alg, key, sub, projects, agents, ttl)                                \
     do {                                                                                           \
         err[0] = '\0';                                                                             \
-        assert_int_equal(auth_mint_at(alg, key, sub, projects, agents, NOW, ttl, NULL, NULL,      \
-                                      &tok, err, sizeof err),                                      \
+        assert_int_equal(auth_mint_at(alg, key, sub, projects, agents, NOW, ttl, NULL, NULL, &tok, \
+                                      err, sizeof err),                                            \
                          rc);                                                                      \
         assert_null(tok);                                                                          \
         if ((needle) != NULL && strstr(err, (needle) ? (needle) : "") == NULL)                     \
@@ -1140,7 +1133,8 @@ static void test_interop_pyjwt(void **state)
         auth_identity id;
 
         snprintf(cmd, sizeof cmd,
-                 RINGSIDE_PYTHON " -c 'import jwt,sys; k=open(sys.argv[2],\"rb\").read(); "
+                 RINGSIDE_PYTHON
+                 " -c 'import jwt,sys; k=open(sys.argv[2],\"rb\").read(); "
                  "k=k.rstrip(b\"\\n\") if sys.argv[1]==\"HS256\" else k; "
                  "print(jwt.encode({\"sub\":\"py\",\"exp\":%lld,\"aud\":\"ringside\","
                  "\"projects\":[\"p1\"]}, k, algorithm=sys.argv[1]))' %s %s",
@@ -1157,7 +1151,8 @@ static void test_interop_pyjwt(void **state)
 
         ours = mint(cases[i].alg, cases[i].priv, "alice", "p1", NULL, NOW, 60, NULL, "ringside");
         snprintf(cmd, sizeof cmd,
-                 RINGSIDE_PYTHON " -c 'import jwt,sys; k=open(sys.argv[3],\"rb\").read(); "
+                 RINGSIDE_PYTHON
+                 " -c 'import jwt,sys; k=open(sys.argv[3],\"rb\").read(); "
                  "k=k.rstrip(b\"\\n\") if sys.argv[1]==\"HS256\" else k; "
                  "c=jwt.decode(sys.argv[2], k, algorithms=[sys.argv[1]], audience=\"ringside\", "
                  "options={\"verify_exp\":False,\"verify_nbf\":False,\"verify_iat\":False}); "

@@ -107,9 +107,9 @@ static void assert_one_line_error(void)
 
 static void test_mints_valid_token(void **state)
 {
-    const char *args[] = {"token",     "--jwt-key", key_path, "--sub",    "alice", "--projects",
-                          "p1,p2",     "--agents",  "a1",     "--ttl=120", "--iss", "idp",
-                          "--aud",     "ringside",  NULL};
+    const char *args[] = {"token",      "--jwt-key", key_path,   "--sub",    "alice",
+                          "--projects", "p1,p2",     "--agents", "a1",       "--ttl=120",
+                          "--iss",      "idp",       "--aud",    "ringside", NULL};
     auth_config *cfg = NULL;
     auth_identity id;
     char err[256];
@@ -122,8 +122,8 @@ static void test_mints_valid_token(void **state)
     assert_true(n > 20);
     assert_int_equal(out_text[n - 1], '\n');
     out_text[n - 1] = '\0';
-    assert_int_equal(auth_config_new(&cfg, "HS256", key_path, "idp", "ringside", 0, err, sizeof err),
-                     AUTH_OK);
+    assert_int_equal(
+        auth_config_new(&cfg, "HS256", key_path, "idp", "ringside", 0, err, sizeof err), AUTH_OK);
     assert_int_equal(auth_verify(cfg, out_text, n - 1, (int64_t)time(NULL), &id), AUTH_OK);
     assert_string_equal(id.user, "alice");
     assert_true(auth_allows_agent(&id, "p2", "a1"));
@@ -170,17 +170,17 @@ static void test_usage_errors(void **state)
     const char *missing_key[] = {"token", "--sub", "a", "--projects", "p", NULL};
     const char *missing_sub[] = {"token", "--jwt-key", key_path, "--projects", "p", NULL};
     const char *missing_proj[] = {"token", "--jwt-key", key_path, "--sub", "a", NULL};
-    const char *unknown[] = {"token", "--jwt-key", key_path, "--sub", "a", "--projects", "p",
-                             "--frobnicate", NULL};
+    const char *unknown[] = {"token",      "--jwt-key", key_path,       "--sub", "a",
+                             "--projects", "p",         "--frobnicate", NULL};
     const char *no_value[] = {"token", "--jwt-key", key_path, "--sub", NULL};
-    const char *bad_ttl[] = {"token", "--jwt-key", key_path, "--sub", "a", "--projects", "p",
-                             "--ttl", "10s", NULL};
-    const char *zero_ttl[] = {"token", "--jwt-key", key_path, "--sub", "a", "--projects", "p",
-                              "--ttl", "0", NULL};
-    const char *bad_id[] = {"token", "--jwt-key", key_path, "--sub", "a", "--projects", "p q",
-                            NULL};
-    const char *bad_alg[] = {"token", "--jwt-key", key_path, "--sub", "a", "--projects", "p",
-                             "--jwt-alg", "none", NULL};
+    const char *bad_ttl[] = {"token",      "--jwt-key", key_path, "--sub", "a",
+                             "--projects", "p",         "--ttl",  "10s",   NULL};
+    const char *zero_ttl[] = {"token",      "--jwt-key", key_path, "--sub", "a",
+                              "--projects", "p",         "--ttl",  "0",     NULL};
+    const char *bad_id[] = {"token", "--jwt-key",  key_path, "--sub",
+                            "a",     "--projects", "p q",    NULL};
+    const char *bad_alg[] = {"token",      "--jwt-key", key_path,    "--sub", "a",
+                             "--projects", "p",         "--jwt-alg", "none",  NULL};
     const char *const *cases[] = {missing_key, missing_sub, missing_proj, unknown, no_value,
                                   bad_ttl,     zero_ttl,    bad_id,       bad_alg};
     (void)state;
