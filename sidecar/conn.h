@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <wslay/wslay.h>
 
+#include "auth.h"
 #include "filter.h"
 #include "metrics.h"
 #include "msg.h"
@@ -39,6 +40,9 @@ typedef struct conn {
     uint64_t id;
     char ip[64];
     char user[128]; /* authenticated user ("" with --no-auth) */
+    int has_ident;  /* authenticated: ident limits what the connection may see (D2) */
+    auth_identity ident;
+    ev_timer expiry_timer; /* token expiry → close 4001 */
 
     /* HTTP phase */
     char *in;
@@ -87,6 +91,12 @@ typedef struct conn {
     int dirty;             /* on the server's list of connections to pump this iteration */
     struct conn *dirty_next;
 } conn;
+
+/* 1 if the connection may see events of agent in project (always with --no-auth). */
+static inline int conn_may_see(const conn *c, const char *project, const char *agent)
+{
+    return !c->has_ident || auth_allows_agent(&c->ident, project, agent);
+}
 
 /* Queues m for sending (takes a new reference; the caller keeps its own).  Applies the drop
  * policy: non-critical messages are dropped when the queue is over --send-queue messages or

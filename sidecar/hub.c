@@ -193,7 +193,7 @@ static void progress_fields(buf *b, const task *t)
 static void broadcast(hub *h, msg *m, uint32_t type, const agent *a)
 {
     for (conn *c = h->event_subs; c != NULL; c = c->sub_next) {
-        if (filter_match(&c->filt, type, a->id, a->project))
+        if (filter_match(&c->filt, type, a->id, a->project) && conn_may_see(c, a->project, a->id))
             conn_send(c, m);
     }
 }
@@ -579,7 +579,8 @@ static void snapshot(hub *h, conn *c, buf *b)
     json_key(b, "agents");
     buf_puts(b, "[");
     for (agent *a = h->agents; a != NULL; a = a->next) {
-        if (!filter_match(&c->filt, FILTER_EV_ALL, a->id, a->project))
+        if (!filter_match(&c->filt, FILTER_EV_ALL, a->id, a->project) ||
+            !conn_may_see(c, a->project, a->id))
             continue;
         buf_puts(b, b->data[b->len - 1] == '[' ? "{" : ",{");
         json_kstr(b, "agent_id", a->id);
@@ -647,7 +648,8 @@ void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoc
     if (resume_seq > 0 && !truncated) {
         for (size_t i = 0; i < h->r_len; i++) {
             replay_entry *e = &h->replay[(h->r_head + i) % h->r_cap];
-            if (e->seq > resume_seq && filter_match(&c->filt, e->type, e->a->id, e->a->project))
+            if (e->seq > resume_seq && filter_match(&c->filt, e->type, e->a->id, e->a->project) &&
+                conn_may_see(c, e->a->project, e->a->id))
                 conn_send(c, e->m);
         }
     }
@@ -666,6 +668,8 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
     if (found == NULL)
         return -1;
     task *t = found;
+    if (!conn_may_see(c, t->agent->project, t->agent->id))
+        return -2;
     c->sub_owner = t;
     c->sub_prev = NULL;
     c->sub_next = t->subs;

@@ -38,7 +38,8 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean);
 void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoch);
 
 /* Subscribes c to the terminal of task_id (agent_id may be "" for any agent).  Sends the header,
- * scrollback and, for an ended task, its end.  Returns 0, or -1 if the task is unknown. */
+ * scrollback and, for an ended task, its end.  Returns 0, -1 if the task is unknown, or -2 if
+ * the connection may not see the task's project (D2). */
 int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id);
 
 /* Removes c from whatever it is subscribed to.  Idempotent. */

@@ -11,19 +11,18 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "auth.h"
 #include "config.h"
 #include "hub.h"
 #include "log.h"
 #include "server.h"
 #include "watch.h"
-#ifdef RINGSIDE_HAVE_TOKEN
 #include "token_cmd.h"
-#endif
 
 typedef struct daemon_state {
     struct ev_loop *loop;
     server srv;
-    ev_signal sigterm, sigint;
+    ev_signal sigterm, sigint, sighup;
     int exit_code;
 } daemon_state;
 
@@ -47,6 +46,21 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     log_info("signal received: draining", "\"signal\":%d", w->signum);
     g_daemon.srv.on_drained = on_drained;
     server_drain(&g_daemon.srv);
+}
+
+/* SIGHUP: re-reads the JWT key; on failure the old key stays in use. */
+static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    if (g_daemon.srv.auth == NULL)
+        return;
+    char err[256] = "";
+    if (auth_config_reload(g_daemon.srv.auth, err, sizeof err) != AUTH_OK)
+        log_error("JWT key reload failed: keeping the old key", "\"error\":\"%s\"", err);
+    else
+        log_info("JWT key reloaded", NULL);
 }
 
 /* Raises RLIMIT_NOFILE to the hard limit so --max-connections can be reached. */
@@ -89,12 +103,20 @@ static int serve(int argc, char **argv)
 
     /* Everything that can fail on bad input happens before the first log line, so a failed start
      * prints exactly one line saying what is wrong and what to do. */
+    auth_config *auth = NULL;
+    if (!cfg.no_auth && auth_config_new(&auth, cfg.jwt_alg, cfg.jwt_key, cfg.jwt_issuer,
+                                        cfg.jwt_audience, (int)cfg.jwt_leeway, err,
+                                        sizeof err) != AUTH_OK) {
+        fprintf(stderr, "ringside: --jwt-key: %s\n", err);
+        return 1;
+    }
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     g_daemon.loop = loop;
     hub *h = hub_new(loop, &cfg);
     if (server_start(&g_daemon.srv, loop, &cfg, h, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "ringside: %s\n", err);
         hub_free(h);
+        auth_config_free(auth);
         return 1;
     }
     watch *w = watch_start(loop, &cfg, h, err, sizeof err);
@@ -102,9 +124,11 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "ringside: %s\n", err);
         server_stop(&g_daemon.srv);
         hub_free(h);
+        auth_config_free(auth);
         return 1;
     }
     g_daemon.srv.watch = w;
+    g_daemon.srv.auth = auth;
     if (cfg.no_auth)
         log_warn("authentication disabled (--no-auth): for local development only", NULL);
     if (cfg.redis != NULL)
@@ -116,6 +140,8 @@ static int serve(int argc, char **argv)
     ev_signal_start(loop, &g_daemon.sigterm);
     ev_signal_init(&g_daemon.sigint, signal_cb, SIGINT);
     ev_signal_start(loop, &g_daemon.sigint);
+    ev_signal_init(&g_daemon.sighup, sighup_cb, SIGHUP);
+    ev_signal_start(loop, &g_daemon.sighup);
     log_info("ringside started", "\"version\":\"%s\",\"instance\":\"%s\",\"mode\":\"embedded\"",
              RINGSIDE_VERSION, cfg.instance_id);
 
@@ -126,6 +152,8 @@ static int serve(int argc, char **argv)
     hub_free(h);
     ev_signal_stop(loop, &g_daemon.sigterm);
     ev_signal_stop(loop, &g_daemon.sigint);
+    ev_signal_stop(loop, &g_daemon.sighup);
+    auth_config_free(auth);
     ev_loop_destroy(loop);
     log_info("ringside stopped", NULL);
     return 0;
@@ -134,12 +162,7 @@ static int serve(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "token") == 0) {
-#ifdef RINGSIDE_HAVE_TOKEN
         return token_cmd_main(argc - 1, argv + 1);
-#else
-        fprintf(stderr, "ringside token: not available in this build\n");
-        return 2;
-#endif
     }
     return serve(argc, argv);
 }

@@ -92,6 +92,8 @@ void metrics_render(buf *b, metrics_extra_fn extra, void *ud)
     buf_printf(b, "ringside_rings_quarantined_total %llu\n", (unsigned long long)m->rings_quarantined);
     header(b, "ringside_agent_deaths_total", "counter", "Agents that ended without closing cleanly.");
     buf_printf(b, "ringside_agent_deaths_total %llu\n", (unsigned long long)m->agent_deaths);
+    header(b, "ringside_auth_failures_total", "counter", "Tokens refused (handshake or refresh).");
+    buf_printf(b, "ringside_auth_failures_total %llu\n", (unsigned long long)m->auth_failures);
     header(b, "ws_updates_publish_to_send_seconds", "histogram",
            "Time from the agent's publish (ts_ns) to the write to a client socket.");
     uint64_t cum = 0;

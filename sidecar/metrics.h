@@ -25,6 +25,7 @@
     X(CLOSE_DRAIN, "drain")                                                                        \
     X(CLOSE_TOKEN_EXPIRED, "token_expired")                                                        \
     X(CLOSE_TASK_ENDED, "task_ended")                                                              \
+    X(CLOSE_FORBIDDEN, "forbidden")                                                                \
     X(CLOSE_UNKNOWN_TASK, "unknown_task")
 
 typedef enum close_reason {
@@ -77,6 +78,7 @@ typedef struct metrics {
     uint64_t rings_rejected;                  /* ring files refused (bad magic/version/geometry) */
     uint64_t rings_quarantined;               /* rings dropped for corruption */
     uint64_t agent_deaths;                    /* agents that died without closing cleanly */
+    uint64_t auth_failures;                   /* tokens refused at the handshake or on refresh */
     uint64_t latency_buckets[METRICS_LATENCY_BUCKETS + 1]; /* publish→send, cumulative on render */
     double latency_sum;
     uint64_t latency_count;

@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
@@ -69,6 +71,7 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
 static void conn_free(conn *c)
 {
     ws_conn_deinit(c);
+    auth_identity_clear(&c->ident);
     free(c->in);
     free(c->out);
     free(c);
@@ -462,6 +465,44 @@ static int read_filters(conn *c, const http_request *req)
     return 0;
 }
 
+/* Verifies the token from ?token= or "Authorization: Bearer" (D1).  On failure answers 401 and
+ * audit-logs the reason with the token's keyed fingerprint (never the token); returns -1. */
+static int authenticate(conn *c, const http_request *req)
+{
+    static char tokbuf[AUTH_TOKEN_MAX + 2];
+    const char *tok = NULL;
+    size_t tok_len = 0;
+    int n = http_query_get(req->query, req->query_len, "token", tokbuf, sizeof tokbuf);
+    int rc;
+    if (n > 0) {
+        tok = tokbuf;
+        tok_len = (size_t)n;
+        rc = AUTH_OK;
+    } else if (n == -2) {
+        rc = AUTH_ETOO_LARGE;
+    } else {
+        const http_header *h = http_find_header(req, "Authorization");
+        rc = h != NULL ? auth_bearer_token(h->value, h->value_len, &tok, &tok_len) : AUTH_ENOTOKEN;
+    }
+    if (rc == AUTH_OK)
+        rc = auth_verify(c->srv->auth, tok, tok_len, (int64_t)time(NULL), &c->ident);
+    if (rc != AUTH_OK) {
+        char fp[AUTH_FP_HEX + 1] = "";
+        if (tok != NULL)
+            auth_fingerprint(tok, tok_len, fp);
+        g_metrics.auth_failures++;
+        log_info("auth failure", "\"event\":\"auth_failure\",\"conn\":%llu,\"ip\":\"%s\","
+                 "\"reason\":\"%s\",\"token_fp\":\"%s\"",
+                 (unsigned long long)c->id, c->ip, auth_strerror(rc), fp);
+        respond_error(c, 401, "Unauthorized", REJ_AUTH, auth_public_reason(rc),
+                      auth_public_message(rc), NULL);
+        return -1;
+    }
+    c->has_ident = 1;
+    snprintf(c->user, sizeof c->user, "%s", c->ident.user);
+    return 0;
+}
+
 static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, const char *task_id)
 {
     server *srv = c->srv;
@@ -502,14 +543,22 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
                       "this page's origin is not allowed: add it to --allowed-origins", NULL);
         return;
     }
-    if (!srv->cfg->no_auth) {
-        /* Fail closed until token validation is wired in. */
-        respond_error(c, 401, "Unauthorized", REJ_AUTH, "unauthorized",
-                      "a valid token is required: sign in again", NULL);
+    if (srv->auth != NULL && authenticate(c, req) != 0)
         return;
-    }
     if (read_filters(c, req) != 0)
         return;
+    if (c->has_ident && !c->ident.all_projects) {
+        /* D2: a filter naming a project outside the token's rights is refused, not narrowed. */
+        for (unsigned i = 0; i < c->filt.projects.n; i++) {
+            if (!auth_allows_project(&c->ident, c->filt.projects.ids[i])) {
+                char text[160];
+                snprintf(text, sizeof text, "project_ids: you may not see project '%s'",
+                         c->filt.projects.ids[i]);
+                respond_error(c, 403, "Forbidden", REJ_FORBIDDEN, "forbidden", text, NULL);
+                return;
+            }
+        }
+    }
     uint64_t resume_seq = 0;
     char epoch[64] = "";
     char val[64];
@@ -550,8 +599,11 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
         if (http_query_get(req->query, req->query_len, "agent_id", agent, sizeof agent) < 0)
             agent[0] = '\0';
         snprintf(c->task_id, sizeof c->task_id, "%s", task_id);
-        if (hub_subscribe_terminal(srv->hub, c, task_id, agent) != 0)
+        int r = hub_subscribe_terminal(srv->hub, c, task_id, agent);
+        if (r == -1)
             conn_close_ws(c, 4004, CLOSE_UNKNOWN_TASK, "unknown task");
+        else if (r == -2)
+            conn_close_ws(c, 4003, CLOSE_FORBIDDEN, "you may not see this task's project");
     }
 }
 

@@ -18,7 +18,7 @@ typedef struct server {
     const config *cfg;
     struct hub *hub;
     struct watch *watch;
-    void *auth; /* auth_config, or NULL with --no-auth */
+    struct auth_config *auth; /* NULL with --no-auth */
     int lfd;
     int spare_fd; /* reserved fd released to shed connections on EMFILE */
     ev_io accept_io;

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -223,8 +225,78 @@ static void handle_subscribe(conn *c, json_t *root)
         if (mask != 0)
             f.types = mask;
     }
+    if (c->has_ident && !c->ident.all_projects) {
+        for (unsigned i = 0; i < f.projects.n; i++) {
+            if (!auth_allows_project(&c->ident, f.projects.ids[i])) {
+                snprintf(err, sizeof err, "project_ids: you may not see project '%s'",
+                         f.projects.ids[i]);
+                bad_message(c, "forbidden", err);
+                return;
+            }
+        }
+    }
     c->filt = f;
     hub_send_subscribed(c->srv->hub, c);
+}
+
+static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn *c = container_of(w, conn, expiry_timer);
+    conn_close_ws(c, 4001, CLOSE_TOKEN_EXPIRED, "token expired: refresh it and reconnect");
+}
+
+/* Arms the token-expiry close (D1) for the connection's identity. */
+static void arm_expiry(conn *c)
+{
+    ev_timer_stop(c->srv->loop, &c->expiry_timer);
+    if (!c->has_ident)
+        return;
+    int64_t ttl = auth_identity_ttl(&c->ident, (int64_t)time(NULL));
+    if (ttl == INT64_MAX)
+        return;
+    ev_timer_set(&c->expiry_timer, ttl > 0 ? (double)ttl : 0.001, 0.);
+    ev_timer_start(c->srv->loop, &c->expiry_timer);
+}
+
+/* {"type":"auth","token":…}: refreshes the token of a live connection.  The new token must name
+ * the same user; permissions are recomputed from it and the expiry timer re-armed. */
+static void handle_auth(conn *c, json_t *root)
+{
+    if (c->srv->auth == NULL) {
+        bad_message(c, "unsupported", "authentication is disabled on this server");
+        return;
+    }
+    const char *tok = json_string_value(json_object_get(root, "token"));
+    if (tok == NULL) {
+        bad_message(c, "bad_message", "auth needs a \"token\" string");
+        return;
+    }
+    size_t len = strlen(tok);
+    auth_identity id;
+    memset(&id, 0, sizeof id);
+    int rc = auth_verify(c->srv->auth, tok, len, (int64_t)time(NULL), &id);
+    if (rc == AUTH_OK && strcmp(id.user, c->ident.user) != 0)
+        rc = AUTH_EBAD_CLAIMS;
+    if (rc != AUTH_OK) {
+        char fp[AUTH_FP_HEX + 1];
+        auth_fingerprint(tok, len, fp);
+        g_metrics.auth_failures++;
+        log_info("auth failure", "\"event\":\"auth_refresh_failure\",\"conn\":%llu,\"ip\":\"%s\","
+                 "\"user\":\"%s\",\"reason\":\"%s\",\"token_fp\":\"%s\"",
+                 (unsigned long long)c->id, c->ip, c->user, auth_strerror(rc), fp);
+        auth_identity_clear(&id);
+        bad_message(c, auth_public_reason(rc), auth_public_message(rc));
+        return;
+    }
+    auth_identity_clear(&c->ident);
+    c->ident = id;
+    arm_expiry(c);
+    char json[256];
+    int n = snprintf(json, sizeof json, "{\"type\":\"authenticated\",\"user\":\"%s\",\"exp\":%lld}",
+                     c->ident.user, (long long)c->ident.exp);
+    conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
 }
 
 static void handle_text(conn *c, const uint8_t *data, size_t len)
@@ -250,7 +322,7 @@ static void handle_text(conn *c, const uint8_t *data, size_t len)
         c->term_behind = 1;
         hub_conn_drained(c->srv->hub, c);
     } else if (strcmp(type, "auth") == 0) {
-        bad_message(c, "unsupported", "token refresh is not available on this server");
+        handle_auth(c, root);
     } else {
         bad_message(c, "unknown_type", "unknown message type");
     }
@@ -314,6 +386,8 @@ int ws_conn_init(conn *c)
     g_metrics.clients++;
     g_metrics.connections_total++;
     ev_timer_init(&c->rate_timer, rate_timer_cb, 0.01, 0.);
+    ev_timer_init(&c->expiry_timer, expiry_cb, 1., 0.);
+    arm_expiry(c);
     ev_timer_stop(c->srv->loop, &c->timer);
     ev_timer_set(&c->timer, (double)cfg->heartbeat_interval, (double)cfg->heartbeat_interval);
     ev_timer_start(c->srv->loop, &c->timer);
@@ -369,6 +443,7 @@ void conn_abort(conn *c, close_reason why, const char *text)
         log_close(c);
         c->counted_open = 0;
         ev_timer_stop(c->srv->loop, &c->rate_timer);
+        ev_timer_stop(c->srv->loop, &c->expiry_timer);
         server_ws_closed(c->srv);
     } else if (log_enabled(LOG_DEBUG)) {
         log_debug("connection closed", "\"conn\":%llu,\"ip\":\"%s\",\"detail\":\"%s\"",

@@ -99,6 +99,45 @@ class Sidecar:
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()
 
+    def raw(self, data, timeout=5.0):
+        """Sends raw bytes, reads until the server closes or the head+body is in; returns
+        (status, headers dict lower-case, body bytes)."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        try:
+            s.sendall(data)
+            chunks = []
+            while True:
+                try:
+                    b = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not b:
+                    break
+                chunks.append(b)
+                got = b"".join(chunks)
+                if b"\r\n\r\n" in got:
+                    head, _, body = got.partition(b"\r\n\r\n")
+                    if head.startswith(b"HTTP/1.1 101"):
+                        break
+        finally:
+            s.close()
+        got = b"".join(chunks)
+        head, _, body = got.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1]) if lines and lines[0].startswith("HTTP/") else 0
+        headers = {}
+        for l in lines[1:]:
+            k, _, v = l.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        return status, headers, body
+
+    def upgrade(self, target, extra=""):
+        """Sends a WebSocket upgrade request for target; returns what raw() returns."""
+        req = ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
+               % (target, self.base, extra))
+        return self.raw(req.encode())
+
     def metrics(self):
         status, _, body = self.http("/metrics")
         assert status == 200
