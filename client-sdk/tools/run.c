@@ -2,7 +2,7 @@
  * ringside-run — run a command under a pseudo-terminal as a Ringside task.
  * Contract: DESIGN "ringside-run"; usage: ringside-run --help.
  *
- * - CMD runs in a new session on a pty (forkpty), so colours and progress bars behave as in a
+ * - CMD runs in a new session on a pty (openpty, login_tty), so colours and progress bars behave as in a
  *   terminal.  Everything CMD writes to the pty is copied, byte for byte as a terminal receives it
  *   (the pty's default output processing turns "\n" into "\r\n"), to our stdout and to the task's
  *   terminal stream in the ring.
@@ -32,6 +32,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <utmp.h>
 
 #include "ringside.h"
 #include "tools_args.h"
@@ -325,23 +326,51 @@ static void restore_child_signals(void)
         (void)sigaction(sigs[i], &sa, NULL);
 }
 
-static void exec_child(const run_args *a, int stdin_tty)
+static void exec_child(const run_args *a)
 {
     restore_child_signals();
-    if (!stdin_tty) {
-        /* Input comes from a pipe or file: do not echo it into CMD's output. */
-        struct termios t;
-        if (tcgetattr(STDIN_FILENO, &t) == 0) {
-            t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
-            (void)tcsetattr(STDIN_FILENO, TCSANOW, &t);
-        }
-    }
     if (getenv("TERM") == NULL)
         (void)setenv("TERM", "xterm-256color", 0);
     execvp(a->cmd[0], a->cmd);
     int e = errno;
     fprintf(stderr, "%s: cannot run %s: %s\n", prog, a->cmd[0], strerror(e));
     _exit(e == ENOENT ? 127 : 126);
+}
+
+/* Creates the pty and starts CMD on it (openpty + fork + login_tty, so that the terminal is fully
+ * configured before CMD or our input can touch it).  Returns the child's pid or -1 (errno set). */
+static pid_t spawn(const run_args *a, run_state *s, const struct termios *tio,
+                   const struct winsize *ws)
+{
+    int master, slave;
+    pid_t pid;
+    if (openpty(&master, &slave, NULL, tio, ws) == -1)
+        return -1;
+    if (tio == NULL) {
+        /* Input comes from a pipe or file: do not echo it into CMD's output. */
+        struct termios t;
+        if (tcgetattr(slave, &t) == 0) {
+            t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+            (void)tcsetattr(slave, TCSANOW, &t);
+        }
+    }
+    pid = fork();
+    if (pid == -1) {
+        int e = errno;
+        close(master);
+        close(slave);
+        errno = e;
+        return -1;
+    }
+    if (pid == 0) {
+        close(master);
+        if (login_tty(slave) == -1)
+            _exit(126);
+        exec_child(a);
+    }
+    close(slave);
+    s->master = master;
+    return pid;
 }
 
 int main(int argc, char **argv)
@@ -413,7 +442,7 @@ int main(int argc, char **argv)
     }
 
     fflush(NULL);
-    s.child = forkpty(&s.master, NULL, have_orig ? &tio : NULL, &ws);
+    s.child = spawn(&a, &s, have_orig ? &tio : NULL, &ws);
     if (s.child == -1) {
         fprintf(stderr, "%s: cannot create a pseudo-terminal: %s\n", prog, strerror(errno));
         code = TOOLS_EXIT_RUNTIME;
@@ -426,9 +455,6 @@ int main(int argc, char **argv)
         }
         return code;
     }
-    if (s.child == 0)
-        exec_child(&a, s.stdin_tty);
-
     (void)fcntl(s.master, F_SETFL, fcntl(s.master, F_GETFL) | O_NONBLOCK);
     (void)fcntl(s.master, F_SETFD, FD_CLOEXEC);
     if (have_orig) {
