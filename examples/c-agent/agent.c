@@ -9,6 +9,11 @@
  * Build:  cc agent.c $(pkg-config --cflags --libs ringside) -o agent
  * Run:    ./agent --agent builder --project demo --loop 3
  */
+/* Standalone builds (cc -std=c11 …) need POSIX for sigaction and nanosleep; the Ringside build
+ * sets _GNU_SOURCE itself. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
