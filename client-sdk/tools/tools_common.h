@@ -1,0 +1,28 @@
+/*
+ * tools_common.h — runtime helpers shared by ringside-pub and ringside-run (not the parsing,
+ * which is pure and lives in tools_args.h).
+ */
+#ifndef RINGSIDE_TOOLS_COMMON_H
+#define RINGSIDE_TOOLS_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringside.h"
+#include "tools_args.h"
+
+/* Fills *env from RINGSIDE_SHM_DIR, RINGSIDE_AGENT, RINGSIDE_PROJECT, RINGSIDE_OWNER. */
+void tools_env_from_process(tools_env *env);
+
+/* Opens an SDK handle for c.  term_ring_bytes 0 means the SDK default; when the SDK rejects a
+ * non-zero size the default is tried.  Returns an RS_* code; on RS_ESHM (or another failure) writes
+ * a one-line explanation with a remedy into msg (without program name or newline). */
+int tools_open(const tools_common *c, uint32_t term_ring_bytes, rs_agent **out, char *msg,
+               size_t msglen);
+
+/* Starts task_id in this process's ring unless already started there; RS_EEXIST counts as
+ * success.  This is how a task started by another process (another ring) is continued: the
+ * sidecar tracks tasks by (agent_id, task_id) across the rings of one agent. */
+int tools_ensure_task(rs_agent *agent, const char *task_id, const char *title);
+
+#endif /* RINGSIDE_TOOLS_COMMON_H */
