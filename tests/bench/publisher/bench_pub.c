@@ -54,6 +54,7 @@ typedef struct bp_config {
     uint32_t term_ring_bytes;
     int cpu;
     bool end_task;
+    bool go_on_stdin; /* after opening handles and starting tasks, print OPEN, wait for a line */
 } bp_config;
 
 static bp_config cfg;
@@ -192,6 +193,8 @@ static void bp_usage(FILE *f)
             "                        (default bench-t{i})  --no-end (leave tasks open)\n"
             "  --http URL            publish by HTTP POST instead of the SDK ({i} in the path\n"
             "                        is the agent index)\n"
+            "  --go-on-stdin         set up (handles, tasks), print OPEN on stderr, then wait for\n"
+            "                        one line on stdin before publishing (terminal benchmarks)\n"
             "  --cpu C               pin to CPU C\n");
 }
 
@@ -216,6 +219,8 @@ static int bp_parse(int argc, char **argv)
             exit(0);
         } else if (strcmp(a, "--no-end") == 0) {
             cfg.end_task = false;
+        } else if (strcmp(a, "--go-on-stdin") == 0) {
+            cfg.go_on_stdin = true;
         } else if (BP_ARG("--mode")) {
             if (strcmp(v, "status") == 0)
                 cfg.mode = BP_STATUS;
@@ -341,6 +346,15 @@ int main(int argc, char **argv)
 #endif
     }
 
+    if (cfg.go_on_stdin) {
+        fprintf(stderr, "OPEN\n");
+        fflush(stderr);
+        char line[64];
+        if (fgets(line, sizeof(line), stdin) == NULL) {
+            fprintf(stderr, "bench-pub: stdin closed before go\n");
+            return 1;
+        }
+    }
     uint64_t total = cfg.count * cfg.agents;
     double total_rate = cfg.rate * cfg.agents; /* 0: unpaced */
     uint64_t published = 0, errors = 0, full = 0, bytes = 0;
