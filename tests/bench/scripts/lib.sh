@@ -230,9 +230,11 @@ fanout_run() {
     fi
     # shellcheck disable=SC2046
     pub=$("$BIN/ringside-bench-pub" $(client_cpu_args) "${pubargs[@]}") || die "publisher failed: $pub"
+    # Server CPU is read when publishing ends, before the loadgen closes its connections (whose
+    # teardown would be charged to the deliveries otherwise).
+    c1=$(cpu_s "$SERVER_PID")
     echo "  publisher: $pub" >&2
     loadgen_wait "$name"
-    c1=$(cpu_s "$SERVER_PID")
     local j=$WORK/$name.json
     FO_EVENTS=$(json "$j" 'j["events"]')
     FO_RATIO=$(json "$j" 'j["delivered_ratio"]')
