@@ -357,7 +357,7 @@ int main(int argc, char **argv)
     }
     uint64_t total = cfg.count * cfg.agents;
     double total_rate = cfg.rate * cfg.agents; /* 0: unpaced */
-    uint64_t published = 0, errors = 0, full = 0, bytes = 0;
+    uint64_t published = 0, errors = 0, full = 0, bytes = 0, http_reconnects = 0;
     int last_err = 0;
     uint64_t t0 = bp_now_ns(CLOCK_MONOTONIC);
     uint64_t max_behind_ns = 0;
@@ -410,8 +410,16 @@ int main(int argc, char **argv)
             }
             bp_fmt_index(http.path, i, path, sizeof(path));
             int st = bp_http_post(&http, path, ctype, payload, (size_t)bl);
+            if (st == -1) { /* the server closed the keep-alive connection: reconnect once */
+                close(http.fd);
+                http_reconnects++;
+                if (bp_http_connect(&http, cfg.http_url) == 0)
+                    st = bp_http_post(&http, path, ctype, payload, (size_t)bl);
+            }
             if (st < 200 || st >= 300) {
                 rc = st == -1 ? -1 : -st;
+                if (errors < 3)
+                    fprintf(stderr, "bench-pub: POST %s: %s %d\n", path, st == -1 ? "failed" : "HTTP", st);
                 if (st == -1) {
                     fprintf(stderr, "bench-pub: HTTP connection failed after %llu posts\n",
                             (unsigned long long)published);
@@ -470,14 +478,14 @@ int main(int argc, char **argv)
            "\"agents\": %u, \"rate_per_agent\": %.1f, \"planned\": %llu, \"published\": %llu, "
            "\"errors\": %llu, \"last_error\": %d, \"ring_full\": %llu, \"elapsed_s\": %.4f, "
            "\"achieved_per_s\": %.1f, \"max_behind_ms\": %.3f, \"bytes\": %llu, "
-           "\"mb_per_s\": %.2f, \"term_bytes_dropped\": %llu}\n",
+           "\"mb_per_s\": %.2f, \"term_bytes_dropped\": %llu, \"http_reconnects\": %llu}\n",
            cfg.http_url ? "http" : "sdk",
            cfg.mode == BP_STATUS ? "status" : cfg.mode == BP_PROGRESS ? "progress" : "terminal",
            cfg.agents, cfg.rate, (unsigned long long)total, (unsigned long long)published,
            (unsigned long long)errors, last_err, (unsigned long long)full, el,
            el > 0 ? (double)published / el : 0.0, (double)max_behind_ns / 1e6,
            (unsigned long long)bytes, el > 0 ? (double)bytes / el / 1e6 : 0.0,
-           (unsigned long long)term_dropped);
+           (unsigned long long)term_dropped, (unsigned long long)http_reconnects);
     fflush(stdout);
 #ifdef RS_BENCH_HAVE_SDK
     for (unsigned i = 0; i < cfg.agents; i++)

@@ -24,7 +24,7 @@ for s in $(bench_servers); do
     server_start "$s"
     c0=$(cpu_s "$SERVER_PID")
     loadgen_start "conn_$s" --url "ws://127.0.0.1:$SERVER_PORT$(events_path)" --conns "$CONNS" \
-        --duration 0 --max-pending "$PENDING" --connect-timeout 60
+        --duration 0 --max-pending "$PENDING" --connect-timeout 60 --threads "${BENCH_LG_THREADS:-1}"
     c1=$(cpu_s "$SERVER_PID")
     loadgen_wait "conn_$s"
     j=$WORK/conn_$s.json
@@ -38,7 +38,7 @@ for s in $(bench_servers); do
     server_stop
     [[ ${OK[$s]} -gt 0 ]] || die "$s: no connection established"
 done
-args=(conns="$CONNS" max_pending="$PENDING" pinned="$PIN")
+args=(conns="$CONNS" max_pending="$PENDING" loadgen_threads="${BENCH_LG_THREADS:-1}" pinned="$PIN")
 for s in $(bench_servers); do
     args+=("${s}_connected=${OK[$s]}" "${s}_span_s=${SPAN[$s]}" "${s}_connect_p99_us=${P99[$s]}"
            "${s}_cpu_us_per_handshake=${CPU[$s]}")

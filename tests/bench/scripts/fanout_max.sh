@@ -11,7 +11,7 @@
 source "$(dirname "$0")/lib.sh"
 bench_parse_common "$@"
 set -- "${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"}"
-SUBS=1000 RATES=250,500,1000,2000,4000 SECS=5
+SUBS=1000 RATES=100,200,500,1000,2000,5000 SECS=5
 [[ $SMOKE == 1 ]] && SUBS=200 RATES=100,400 SECS=1
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -42,5 +42,5 @@ for s in $(bench_servers); do
 done
 [[ $SERVERS == both ]] && args+=("ringside_vs_nchan=$(ratio "${BEST[ringside]}" "${BEST[nchan]}")")
 [[ $SERVERS != nchan ]] && args+=("ringside_options=${RINGSIDE_LIMIT_ARGS[*]}")
-for s in $(bench_servers); do [[ ${BEST[$s]} != 0 ]] || die "$s: no step passed"; done
+# A server that passes no step reports 0 (a result, not a failure of the benchmark).
 result fanout_max "${args[@]}"

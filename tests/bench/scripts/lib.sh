@@ -8,7 +8,8 @@
 # Each script prints its result as one line "RESULT {json}" on stdout (and per-server detail on
 # stderr) and appends nothing anywhere. Every wait is bounded. Everything started is stopped on exit.
 #
-# Environment: RINGSIDE_BIN (directory of ringside, ringside-loadgen, ringside-bench-pub; default
+# Environment: BENCH_LG_THREADS=2 (two loadgen threads where the script allows; not with --pin),
+# RINGSIDE_BIN (directory of ringside, ringside-loadgen, ringside-bench-pub; default
 # <repo>/build/bin), RINGSIDE_LIB, BENCH_RINGSIDE_ARGS (extra daemon options), BENCH_KEEP=1 (keep
 # the work directory).
 set -euo pipefail
