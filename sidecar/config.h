@@ -44,10 +44,10 @@
       "messages per second sent to one connection (0: unlimited; excess queued up to 5 s)")        \
     X(global_msg_rate, "global-msg-rate", INT, "10000", 0, 100000000,                              \
       "events per second accepted into the hub from all sources (0: unlimited)")                   \
-    X(conn_rate, "conn-rate", INT, "10", 0, 1000000, "new connections per minute per IP (429 above; 0: unlimited)") \
+    X(conn_rate, "conn-rate", INT, "10", 0, 100000000, "new connections per minute per IP (429 above; 0: unlimited)") \
     X(max_connections, "max-connections", INT, "20000", 1, 1000000,                                \
       "connections per instance (503 with Retry-After above)")                                     \
-    X(user_conns, "user-conns", INT, "5", 0, 100000, "concurrent connections per user (429 above; 0: unlimited)") \
+    X(user_conns, "user-conns", INT, "5", 0, 100000000, "concurrent connections per user (429 above; 0: unlimited)") \
     X(handshake_timeout, "handshake-timeout", INT, "10", 1, 300,                                   \
       "seconds a client may take to send its HTTP request")                                        \
     X(max_header, "max-header", INT, "8192", 1024, 65536, "largest HTTP request head in bytes (431 above)") \

@@ -144,7 +144,7 @@ static void test_publish_all_kinds(void **state)
     assert_int_equal(rs_task_end(f->a, "task-1", RS_STATUS_FAILED, 2), RS_OK);
     assert_int_equal(rs_set_status(f->a, RS_STATUS_IDLE, NULL), RS_OK);
     tu_drain(f->r, f->c);
-    int types[16], n = 0;
+    int types[16] = {0}, n = 0;
     for (int i = 0; i < f->c->n && n < 16; i++)
         types[n++] = f->c->ev[i].type;
     assert_int_equal(types[0], IPC_EV_STATUS);
