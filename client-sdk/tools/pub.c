@@ -17,9 +17,9 @@
 #include "tools_common.h"
 
 #define PUB_TERM_BUF 65536u
-/* Commands other than term write no terminal bytes: ask for a small terminal ring (the SDK's
- * default is used if it rejects this size). */
-#define PUB_SMALL_TERM_RING 4096u
+/* One invocation publishes at most three event-log records (status, or task start + progress or
+ * end), so its ring is kept small: few log slots, and no terminal ring except for term. */
+#define PUB_LOG_SLOTS 16u
 
 static const char *prog = "ringside-pub";
 
@@ -87,6 +87,7 @@ int main(int argc, char **argv)
     pub_args a;
     char msg[512];
     rs_agent *agent = NULL;
+    tools_sizing sizing;
     int code, rc;
 
     tools_env_from_process(&env);
@@ -104,8 +105,10 @@ int main(int argc, char **argv)
         break;
     }
 
-    rc = tools_open(&a.common, a.cmd == PUB_CMD_TERM ? 0u : PUB_SMALL_TERM_RING, &agent, msg,
-                    sizeof msg);
+    sizing.log_slots = PUB_LOG_SLOTS;
+    sizing.max_tasks = 1;
+    sizing.term_rings = a.cmd == PUB_CMD_TERM ? 1u : RS_TERM_RINGS_NONE;
+    rc = tools_open(&a.common, &sizing, &agent, msg, sizeof msg);
     if (rc != RS_OK) {
         fprintf(stderr, "%s: %s\n", prog, msg);
         return TOOLS_EXIT_RUNTIME;

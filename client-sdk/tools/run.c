@@ -383,6 +383,8 @@ int main(int argc, char **argv)
     struct termios orig, tio;
     struct winsize ws;
     int have_orig = 0, rc, code;
+    /* One task with one terminal stream (a pty merges stdout and stderr). */
+    const tools_sizing sizing = {.term_rings = 1u, .log_slots = 0u, .max_tasks = 1u};
 
     tools_env_from_process(&env);
     switch (run_args_parse(argc, argv, &env, &a, msg, sizeof msg)) {
@@ -407,7 +409,7 @@ int main(int argc, char **argv)
     s.stdin_tty = s.stdin_open && isatty(STDIN_FILENO);
 
     /* Publishing is best effort: CMD runs whatever happens to the ring. */
-    rc = tools_open(&a.common, 0, &s.agent, msg, sizeof msg);
+    rc = tools_open(&a.common, &sizing, &s.agent, msg, sizeof msg);
     if (rc != RS_OK) {
         fprintf(stderr, "%s: warning: %s; running the command without publishing\n", prog, msg);
         s.agent = NULL;
