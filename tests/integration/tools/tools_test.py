@@ -381,6 +381,17 @@ def read_until(fd, needle, timeout):
     return buf
 
 
+def sanitizer_preload(so):
+    """With -DRINGSIDE_SANITIZE=address the library needs the ASan runtime loaded first when an
+    uninstrumented program (python3) dlopens it.  Returns the environment for that, or {}."""
+    p = subprocess.run(["ldd", so], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=T)
+    for line in p.stdout.decode().splitlines():
+        if "libasan" in line and "=>" in line:
+            return {"LD_PRELOAD": line.split("=>")[1].split()[0],
+                    "ASAN_OPTIONS": "detect_leaks=0"}  # the interpreter's own leaks are not ours
+    return {}
+
+
 class ExamplesTest(ShmCase):
     def test_c_agent(self):
         p = self.run_tool([AGENT, "--shm-dir", self.shm, "--agent", "c1", "--project", "demo",
@@ -435,10 +446,11 @@ class ExamplesTest(ShmCase):
                                           for r in of(recs, "progress", task="sh-agent-1")])
 
     def test_python_agent(self):
+        env = {"LD_LIBRARY_PATH": LIB, "PYTHONDONTWRITEBYTECODE": "1"}
+        env.update(sanitizer_preload(os.path.join(LIB, "libringside.so")))
         p = self.run_tool(["/usr/bin/python3", os.path.join(SRC, "examples/python-agent.py"),
                            "--shm-dir", self.shm, "--agent", "py1", "--loop", "2",
-                           "--delay-ms", "0"],
-                          env={"LD_LIBRARY_PATH": LIB, "PYTHONDONTWRITEBYTECODE": "1"})
+                           "--delay-ms", "0"], env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
         recs = dump(self.shm)
         self.assertEqual([r["agent"] for r in self.rings(recs)], ["py1"])
