@@ -23,6 +23,12 @@
 
 static const char *prog = "ringside-pub";
 
+/* RS_EFULL is not a failure: the record was dropped and counted, the latest state is kept. */
+static int ok(int rc)
+{
+    return rc == RS_OK || rc == RS_EFULL;
+}
+
 static int fail(int rc, const char *what)
 {
     fprintf(stderr, "%s: %s failed: %s\n", prog, what, rs_strerror(rc));
@@ -44,7 +50,7 @@ static int pump_stdin(rs_agent *agent, const pub_args *a)
             return TOOLS_EXIT_RUNTIME;
         }
         int rc = rs_write(agent, a->task, (rs_stream)a->stream, buf, (size_t)n);
-        if (rc != RS_OK)
+        if (!ok(rc))
             return fail(rc, "term");
     }
 }
@@ -55,8 +61,7 @@ static int run(rs_agent *agent, const pub_args *a)
     switch (a->cmd) {
     case PUB_CMD_STATUS:
         rc = rs_set_status(agent, (rs_status)a->status, a->text);
-        /* RS_EFULL: the transition is counted and the latest status stays readable. */
-        return rc == RS_OK || rc == RS_EFULL ? TOOLS_EXIT_OK : fail(rc, "status");
+        return ok(rc) ? TOOLS_EXIT_OK : fail(rc, "status");
     case PUB_CMD_TASK_START:
         rc = tools_ensure_task(agent, a->task, a->text);
         return rc == RS_OK ? TOOLS_EXIT_OK : fail(rc, "task-start");
@@ -64,17 +69,17 @@ static int run(rs_agent *agent, const pub_args *a)
         rc = tools_ensure_task(agent, a->task, NULL);
         if (rc == RS_OK)
             rc = rs_progress(agent, a->task, a->step, a->total, a->text);
-        return rc == RS_OK ? TOOLS_EXIT_OK : fail(rc, "progress");
+        return ok(rc) ? TOOLS_EXIT_OK : fail(rc, "progress");
     case PUB_CMD_TERM:
         rc = tools_ensure_task(agent, a->task, NULL);
-        if (rc != RS_OK)
+        if (!ok(rc))
             return fail(rc, "term");
         return pump_stdin(agent, a);
     case PUB_CMD_TASK_END:
         rc = tools_ensure_task(agent, a->task, NULL);
         if (rc == RS_OK)
             rc = rs_task_end(agent, a->task, (rs_status)a->status, a->exit_code);
-        return rc == RS_OK ? TOOLS_EXIT_OK : fail(rc, "task-end");
+        return ok(rc) ? TOOLS_EXIT_OK : fail(rc, "task-end");
     case PUB_CMD_NONE:
         break;
     }

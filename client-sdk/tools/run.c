@@ -415,7 +415,7 @@ int main(int argc, char **argv)
         s.agent = NULL;
     } else {
         if (a.title != NULL)
-            snprintf(title, sizeof title, "%s", a.title);
+            tools_join_title((char *const *)&a.title, 1, title, sizeof title);
         else
             tools_join_title(a.cmd, a.cmd_argc, title, sizeof title);
         soft(rs_set_status(s.agent, RS_STATUS_WORKING, title), "setting status");

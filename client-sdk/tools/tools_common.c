@@ -86,5 +86,6 @@ int tools_open(const tools_common *c, const tools_sizing *sz, rs_agent **out, ch
 int tools_ensure_task(rs_agent *agent, const char *task_id, const char *title)
 {
     int rc = rs_task_start(agent, task_id, title);
-    return rc == RS_EEXIST ? RS_OK : rc;
+    /* RS_EFULL: the start record was dropped (and counted) but the task is open locally. */
+    return rc == RS_EEXIST || rc == RS_EFULL ? RS_OK : rc;
 }

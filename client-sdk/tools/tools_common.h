@@ -27,8 +27,8 @@ typedef struct tools_sizing {
 int tools_open(const tools_common *c, const tools_sizing *sz, rs_agent **out, char *msg,
                size_t msglen);
 
-/* Starts task_id in this process's ring unless already started there; RS_EEXIST counts as
- * success.  This is how a task started by another process (another ring) is continued: the
+/* Starts task_id in this process's ring unless already started there; RS_EEXIST and RS_EFULL
+ * (record dropped, task open locally) count as success.  This is how a task started by another process (another ring) is continued: the
  * sidecar tracks tasks by (agent_id, task_id) across the rings of one agent. */
 int tools_ensure_task(rs_agent *agent, const char *task_id, const char *title);
 
