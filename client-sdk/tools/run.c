@@ -401,12 +401,19 @@ int main(int argc, char **argv)
         break;
     }
 
+    /* A closed standard descriptor would be reused by the pty: point it at /dev/null instead. */
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd) {
+            fprintf(stderr, "%s: cannot open /dev/null: %s\n", prog, strerror(errno));
+            return TOOLS_EXIT_RUNTIME;
+        }
+
     s.task = a.task;
     s.master = -1;
     s.stdout_ok = 1;
     s.last_in_newline = 1;
-    s.stdin_open = fcntl(STDIN_FILENO, F_GETFD) != -1;
-    s.stdin_tty = s.stdin_open && isatty(STDIN_FILENO);
+    s.stdin_open = 1;
+    s.stdin_tty = isatty(STDIN_FILENO);
 
     /* Publishing is best effort: CMD runs whatever happens to the ring. */
     rc = tools_open(&a.common, &sizing, &s.agent, msg, sizeof msg);

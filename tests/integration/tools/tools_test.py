@@ -254,6 +254,14 @@ class RunTest(ShmCase):
         self.assertEqual(p.stdout, b"got:one,two\r\nthree")
         self.assertEqual(term_bytes(dump(self.shm), "t-run"), p.stdout)
 
+    def test_closed_stdin(self):
+        p = self.run_tool(["sh", "-c", 'exec <&-; exec "$@"', "sh", RUN, "--shm-dir", self.shm,
+                           "--agent", "a", "--project", "p", "--task", "t", "--", "sh", "-c",
+                           "echo hi; cat; exit 4"])
+        self.assertEqual(p.returncode, 4, p.stderr)
+        self.assertEqual(p.stdout, b"hi\r\n")
+        self.assertEqual(term_bytes(dump(self.shm), "t"), b"hi\r\n")
+
     def test_command_not_found(self):
         p = self.run_cmd("/nonexistent/command")
         self.assertEqual(p.returncode, 127)
