@@ -21,7 +21,9 @@ STDOUT, STDERR = 1, 2
 
 
 class RsOptions(ctypes.Structure):
-    """Mirror of struct rs_options (ringside.h). rs_options_init() sets `size`."""
+    """Mirror of struct rs_options (ringside.h 0.1), every field: rs_options_init() fills the
+    whole struct as the library knows it, so a shorter mirror would be overrun.  Fields added by a
+    later header may be appended here; `size` tells the library which ones are present."""
     _fields_ = [
         ("size", ctypes.c_size_t),
         ("shm_dir", ctypes.c_char_p),
@@ -30,6 +32,8 @@ class RsOptions(ctypes.Structure):
         ("owner", ctypes.c_char_p),
         ("term_ring_bytes", ctypes.c_uint32),
         ("max_tasks", ctypes.c_uint32),
+        ("term_rings", ctypes.c_uint32),
+        ("log_slots", ctypes.c_uint32),
     ]
 
 

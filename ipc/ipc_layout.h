@@ -180,9 +180,9 @@ typedef struct ipc_log_rec {
     uint8_t reserved0;
     int32_t exit_code;   /* TASK_END */
     uint16_t detail_len; /* 0..255: status detail or task title */
-    uint16_t reserved1;
-    uint32_t check;     /* ipc_hash of the record with check = 0, over ipc_log_rec_used() bytes */
-    uint32_t reserved2;
+    uint16_t task_slot;  /* TASK_*: index of the task's slot in TASKS */
+    uint32_t check;      /* ipc_hash of the record with check = 0, over ipc_log_rec_used() bytes */
+    uint32_t task_gen;   /* TASK_*: low 32 bits of the slot's gen for this task */
     char task_id[64];
     char detail[256];
 } ipc_log_rec;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -32,9 +33,13 @@ struct rd_ring {
 };
 
 struct rd_task {
-    uint64_t latch;     /* latch word at the last scan: unchanged means nothing new */
+    uint64_t latch;     /* latch word at the last progress scan: unchanged means nothing new */
     uint64_t gen;
     uint64_t progress_seq;
+    /* Lifecycle delivered for this slot (from the log, or reconciled after a loss). */
+    uint32_t known_gen;
+    uint8_t known_state; /* 0 nothing, 1 start delivered, 2 end delivered */
+    char task_id[IPC_ID_MAX + 1];
 };
 
 struct ipc_reader {
@@ -66,6 +71,10 @@ struct ipc_reader {
     uint64_t skip_ns, reclaim_ns;
     int dead;
     int quarantined;
+
+    int snapshot_pending; /* after a loss: deliver the latest status once it is safe */
+    int reconcile_active; /* after a loss: synthesise lost task starts/ends from the slots */
+    uint32_t reconcile_next;
 
     int end_active; /* a TASK_END record is being delivered (terminal bytes first) */
     int end_phase;
@@ -402,6 +411,10 @@ static int end_process(ipc_reader *r)
         return 0;
     r->end_active = 0;
     r->st.records_read++;
+    struct rd_task *k = &r->tasks[x->task_slot];
+    k->known_gen = x->task_gen;
+    k->known_state = 2;
+    memcpy(k->task_id, ev->task_id, sizeof k->task_id);
     return 1;
 }
 
@@ -422,10 +435,11 @@ static int rec_handle(ipc_reader *r, uint64_t h)
             ok = x->status < 6;
             break;
         case IPC_REC_TASK_START:
-            ok = task_ok;
+            ok = task_ok && x->task_slot < r->ntasks;
             break;
         case IPC_REC_TASK_END:
-            ok = task_ok && (x->status == 3 || x->status == 4 || x->status == 5);
+            ok = task_ok && x->task_slot < r->ntasks &&
+                 (x->status == 3 || x->status == 4 || x->status == 5);
             break;
         default:
             ok = 0;
@@ -451,15 +465,27 @@ static int rec_handle(ipc_reader *r, uint64_t h)
         r->last_status_seq = x->status_seq;
         r->st.records_read++;
         return 1;
-    case IPC_REC_TASK_START:
+    case IPC_REC_TASK_START: {
+        struct rd_task *k = &r->tasks[x->task_slot];
+        r->st.records_read++;
+        if (k->known_gen == x->task_gen && k->known_state != 0)
+            return 1; /* already delivered by a reconciliation */
         ev = ev_new(r, IPC_EV_TASK_START);
         ev->ts_ns = x->ts_ns;
         memcpy(ev->task_id, x->task_id, x->task_len);
         utf8_sanitize(ev->detail, x->detail, x->detail_len, IPC_TEXT_MAX);
         emit(r);
-        r->st.records_read++;
+        k->known_gen = x->task_gen;
+        k->known_state = 1;
+        memcpy(k->task_id, ev->task_id, sizeof k->task_id);
         return 1;
+    }
     default: /* TASK_END */
+        if (r->tasks[x->task_slot].known_gen == x->task_gen &&
+            r->tasks[x->task_slot].known_state == 2) {
+            r->st.records_read++;
+            return 1; /* already delivered by a reconciliation */
+        }
         r->end_rec = *x;
         r->end_active = 1;
         r->end_phase = 0;
@@ -565,23 +591,105 @@ static int status_snapshot(ipc_reader *r, ipc_event *ev)
     return IPC_OK;
 }
 
-/* After the log is drained: report records the producer dropped, then the latest status. */
+/* After the log is drained: report records the producer dropped, then the latest status.
+ * The snapshot is delivered only if, after reading it, the log tail still equals our head.  Why
+ * that is enough: the writer assigns status_seq, writes the snapshot latch and appends to the log
+ * under one mutex, so the log append of every record older than the snapshot value V returned
+ * (claim included) before V's latch write; our latch read acquires that write, so our tail load
+ * sees every such claim.  tail == head therefore means every record older than V was delivered
+ * or dropped, and skipping V's own record later (as superseded) loses nothing. */
 static void lost_check(ipc_reader *r)
 {
     uint64_t d = atomic_load_explicit(&r->prod->events_dropped, memory_order_acquire);
-    if (d == r->seen_dropped || r->budget < 2)
-        return;
-    if (d > r->seen_dropped) {
-        emit_lost(r, d - r->seen_dropped);
-        r->st.records_lost += d - r->seen_dropped;
+    if (d != r->seen_dropped && r->budget >= 1) {
+        if (d > r->seen_dropped) {
+            emit_lost(r, d - r->seen_dropped);
+            r->st.records_lost += d - r->seen_dropped;
+        }
+        r->seen_dropped = d;
+        r->reconcile_active = 1;
+        r->reconcile_next = 0;
+        r->snapshot_pending = 1;
     }
-    r->seen_dropped = d;
-    ipc_event ev;
-    if (status_snapshot(r, &ev) == IPC_OK && ev.status_seq > r->last_status_seq) {
-        r->ev = ev;
-        emit(r);
-        r->last_status_seq = ev.status_seq;
+    if (r->snapshot_pending && r->budget >= 1) {
+        ipc_event ev;
+        int rc = status_snapshot(r, &ev);
+        uint64_t tail = atomic_load_explicit(&r->prod->log_tail, memory_order_acquire);
+        if ((int64_t)(tail - r->head) > 0)
+            return; /* records committed since the catch-up come first; retry next poll */
+        r->snapshot_pending = 0;
+        if (rc == IPC_OK && ev.status_seq > r->last_status_seq) {
+            r->ev = ev;
+            emit(r);
+            r->last_status_seq = ev.status_seq;
+        }
     }
+}
+
+/* After a loss, task starts and ends may be among the dropped records: compare every task slot
+ * with what was delivered and synthesise the missing events (terminal bytes before an end).
+ * Resumable: stops when the budget runs short.  Returns 1 done, 0 later, IPC_ECORRUPT. */
+static int reconcile(ipc_reader *r)
+{
+    while (r->reconcile_active && r->reconcile_next < r->ntasks) {
+        if (r->budget < 3 || r->work == 0)
+            return 0;
+        r->work--;
+        uint32_t i = r->reconcile_next;
+        ipc_task_slot *s = task_at(r, i);
+        struct rd_task *k = &r->tasks[i];
+        ipc_task_copy c;
+        if (ipc_latch_read(&s->latch, &s->copy[0], &s->copy[1], &c, sizeof c) != 0 || c.gen == 0 ||
+            (c.state != IPC_TASK_RUNNING && c.state != IPC_TASK_ENDED)) {
+            r->reconcile_next++;
+            continue;
+        }
+        char id[IPC_ID_MAX + 1];
+        if (c.task_len > IPC_ID_MAX || !id_copy(id, c.task_id, c.task_len)) {
+            r->st.corrupt++;
+            r->reconcile_next++;
+            continue;
+        }
+        uint32_t g = (uint32_t)c.gen;
+        ipc_event *ev;
+        if (k->known_gen != g) {
+            if (k->known_state == 1) { /* an earlier task in this slot ended unseen */
+                ev = ev_new(r, IPC_EV_TASK_END);
+                ev->status = 3;
+                memcpy(ev->task_id, k->task_id, sizeof ev->task_id);
+                snprintf(ev->detail, sizeof ev->detail, "task end lost");
+                emit(r);
+            }
+            ev = ev_new(r, IPC_EV_TASK_START);
+            ev->ts_ns = c.start_ns;
+            memcpy(ev->task_id, id, sizeof id);
+            emit(r);
+            k->known_gen = g;
+            k->known_state = 1;
+            memcpy(k->task_id, id, sizeof id);
+        }
+        if (c.state == IPC_TASK_ENDED && k->known_state == 1) {
+            for (uint32_t ri = 0; ri < r->nrings; ri++) {
+                int d = term_drain(r, ri, UINT64_MAX);
+                if (d <= 0)
+                    return d;
+            }
+            if (r->budget == 0)
+                return 0;
+            if (c.outcome != 3 && c.outcome != 4 && c.outcome != 5)
+                c.outcome = 3;
+            ev = ev_new(r, IPC_EV_TASK_END);
+            ev->ts_ns = c.ts_ns;
+            ev->status = c.outcome;
+            ev->exit_code = c.exit_code;
+            memcpy(ev->task_id, id, sizeof id);
+            emit(r);
+            k->known_state = 2;
+        }
+        r->reconcile_next++;
+    }
+    r->reconcile_active = 0;
+    return 1;
 }
 
 static void progress_scan(ipc_reader *r)
@@ -657,6 +765,9 @@ int ipc_reader_poll(ipc_reader *r, unsigned max_events, ipc_event_cb cb, void *u
     int rc = log_drain(r);
     if (rc == 1) {
         lost_check(r);
+        rc = reconcile(r);
+        if (rc == 0)
+            rc = 1; /* resumes next poll; the rest may proceed */
         progress_scan(r);
         for (uint32_t i = 0; i < r->nrings && rc >= 0; i++)
             rc = term_drain(r, i, r->rings[i].limit);
@@ -681,7 +792,9 @@ int ipc_reader_pending(const ipc_reader *r)
     if (sigsetjmp(ipc_guard_jb, 0) != 0)
         return 1; /* let poll find the fault */
     ipc_guard_active = 1;
-    int p = r->end_active;
+    int p = r->end_active || r->reconcile_active;
+    if (!p && r->snapshot_pending)
+        p = atomic_load_explicit(&r->prod->log_tail, memory_order_acquire) == r->head;
     uint64_t h = r->head;
     if (!p && atomic_load_explicit(&slot_at(r, h)->seq, memory_order_acquire) ==
                   IPC_SEQ(h, IPC_SLOT_DONE))

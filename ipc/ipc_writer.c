@@ -315,6 +315,8 @@ int ipc_writer_task_start(ipc_writer *w, const char *task, size_t task_len, cons
     t->cur.task_len = (uint8_t)task_len;
     memcpy(t->cur.task_id, task, task_len);
     task_publish(w, slot);
+    rec.task_slot = (uint16_t)slot;
+    rec.task_gen = (uint32_t)gen;
     int rc = log_append(w, &rec);
     pthread_mutex_unlock(&w->tasks_mu);
     wr_notify(w);
@@ -505,6 +507,8 @@ int ipc_writer_task_end(ipc_writer *w, const char *task, size_t task_len, uint8_
     t->cur.exit_code = exit_code;
     t->cur.ts_ns = rec.ts_ns;
     task_publish(w, (uint32_t)i);
+    rec.task_slot = (uint16_t)i;
+    rec.task_gen = (uint32_t)t->cur.gen;
     int rc = log_append(w, &rec);
     pthread_mutex_unlock(&w->tasks_mu);
     wr_notify(w);

@@ -17,11 +17,17 @@
 #include "tools_common.h"
 
 #define PUB_TERM_BUF 65536u
-/* Commands other than term write no terminal bytes: ask for a small terminal ring (the SDK's
- * default is used if it rejects this size). */
-#define PUB_SMALL_TERM_RING 4096u
+/* One invocation publishes at most three event-log records (status, or task start + progress or
+ * end), so its ring is kept small: few log slots, and no terminal ring except for term. */
+#define PUB_LOG_SLOTS 16u
 
 static const char *prog = "ringside-pub";
+
+/* RS_EFULL is not a failure: the record was dropped and counted, the latest state is kept. */
+static int ok(int rc)
+{
+    return rc == RS_OK || rc == RS_EFULL;
+}
 
 static int fail(int rc, const char *what)
 {
@@ -44,7 +50,7 @@ static int pump_stdin(rs_agent *agent, const pub_args *a)
             return TOOLS_EXIT_RUNTIME;
         }
         int rc = rs_write(agent, a->task, (rs_stream)a->stream, buf, (size_t)n);
-        if (rc != RS_OK)
+        if (!ok(rc))
             return fail(rc, "term");
     }
 }
@@ -55,8 +61,7 @@ static int run(rs_agent *agent, const pub_args *a)
     switch (a->cmd) {
     case PUB_CMD_STATUS:
         rc = rs_set_status(agent, (rs_status)a->status, a->text);
-        /* RS_EFULL: the transition is counted and the latest status stays readable. */
-        return rc == RS_OK || rc == RS_EFULL ? TOOLS_EXIT_OK : fail(rc, "status");
+        return ok(rc) ? TOOLS_EXIT_OK : fail(rc, "status");
     case PUB_CMD_TASK_START:
         rc = tools_ensure_task(agent, a->task, a->text);
         return rc == RS_OK ? TOOLS_EXIT_OK : fail(rc, "task-start");
@@ -64,17 +69,17 @@ static int run(rs_agent *agent, const pub_args *a)
         rc = tools_ensure_task(agent, a->task, NULL);
         if (rc == RS_OK)
             rc = rs_progress(agent, a->task, a->step, a->total, a->text);
-        return rc == RS_OK ? TOOLS_EXIT_OK : fail(rc, "progress");
+        return ok(rc) ? TOOLS_EXIT_OK : fail(rc, "progress");
     case PUB_CMD_TERM:
         rc = tools_ensure_task(agent, a->task, NULL);
-        if (rc != RS_OK)
+        if (!ok(rc))
             return fail(rc, "term");
         return pump_stdin(agent, a);
     case PUB_CMD_TASK_END:
         rc = tools_ensure_task(agent, a->task, NULL);
         if (rc == RS_OK)
             rc = rs_task_end(agent, a->task, (rs_status)a->status, a->exit_code);
-        return rc == RS_OK ? TOOLS_EXIT_OK : fail(rc, "task-end");
+        return ok(rc) ? TOOLS_EXIT_OK : fail(rc, "task-end");
     case PUB_CMD_NONE:
         break;
     }
@@ -87,6 +92,7 @@ int main(int argc, char **argv)
     pub_args a;
     char msg[512];
     rs_agent *agent = NULL;
+    tools_sizing sizing;
     int code, rc;
 
     tools_env_from_process(&env);
@@ -104,8 +110,10 @@ int main(int argc, char **argv)
         break;
     }
 
-    rc = tools_open(&a.common, a.cmd == PUB_CMD_TERM ? 0u : PUB_SMALL_TERM_RING, &agent, msg,
-                    sizeof msg);
+    sizing.log_slots = PUB_LOG_SLOTS;
+    sizing.max_tasks = 1;
+    sizing.term_rings = a.cmd == PUB_CMD_TERM ? 1u : RS_TERM_RINGS_NONE;
+    rc = tools_open(&a.common, &sizing, &agent, msg, sizeof msg);
     if (rc != RS_OK) {
         fprintf(stderr, "%s: %s\n", prog, msg);
         return TOOLS_EXIT_RUNTIME;

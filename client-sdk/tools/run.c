@@ -383,6 +383,8 @@ int main(int argc, char **argv)
     struct termios orig, tio;
     struct winsize ws;
     int have_orig = 0, rc, code;
+    /* One task with one terminal stream (a pty merges stdout and stderr). */
+    const tools_sizing sizing = {.term_rings = 1u, .log_slots = 0u, .max_tasks = 1u};
 
     tools_env_from_process(&env);
     switch (run_args_parse(argc, argv, &env, &a, msg, sizeof msg)) {
@@ -399,21 +401,28 @@ int main(int argc, char **argv)
         break;
     }
 
+    /* A closed standard descriptor would be reused by the pty: point it at /dev/null instead. */
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd) {
+            fprintf(stderr, "%s: cannot open /dev/null: %s\n", prog, strerror(errno));
+            return TOOLS_EXIT_RUNTIME;
+        }
+
     s.task = a.task;
     s.master = -1;
     s.stdout_ok = 1;
     s.last_in_newline = 1;
-    s.stdin_open = fcntl(STDIN_FILENO, F_GETFD) != -1;
-    s.stdin_tty = s.stdin_open && isatty(STDIN_FILENO);
+    s.stdin_open = 1;
+    s.stdin_tty = isatty(STDIN_FILENO);
 
     /* Publishing is best effort: CMD runs whatever happens to the ring. */
-    rc = tools_open(&a.common, 0, &s.agent, msg, sizeof msg);
+    rc = tools_open(&a.common, &sizing, &s.agent, msg, sizeof msg);
     if (rc != RS_OK) {
         fprintf(stderr, "%s: warning: %s; running the command without publishing\n", prog, msg);
         s.agent = NULL;
     } else {
         if (a.title != NULL)
-            snprintf(title, sizeof title, "%s", a.title);
+            tools_join_title((char *const *)&a.title, 1, title, sizeof title);
         else
             tools_join_title(a.cmd, a.cmd_argc, title, sizeof title);
         soft(rs_set_status(s.agent, RS_STATUS_WORKING, title), "setting status");

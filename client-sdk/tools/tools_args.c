@@ -175,6 +175,11 @@ size_t tools_join_title(char *const *words, int n, char *buf, size_t cap)
     return len;
 }
 
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void seterr(char *err, size_t errlen, const char *fmt, ...);
+
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;

@@ -49,7 +49,7 @@ static void explain_shm(const char *dir, int open_errno, char *msg, size_t msgle
              open_errno != 0 ? strerror(open_errno) : "unknown reason");
 }
 
-int tools_open(const tools_common *c, uint32_t term_ring_bytes, rs_agent **out, char *msg,
+int tools_open(const tools_common *c, const tools_sizing *sz, rs_agent **out, char *msg,
                size_t msglen)
 {
     rs_options o;
@@ -59,11 +59,17 @@ int tools_open(const tools_common *c, uint32_t term_ring_bytes, rs_agent **out, 
     o.agent_id = c->agent;
     o.project_id = c->project;
     o.owner = c->owner;
-    o.term_ring_bytes = term_ring_bytes;
+    if (sz != NULL) {
+        o.term_rings = sz->term_rings;
+        o.log_slots = sz->log_slots;
+        o.max_tasks = sz->max_tasks;
+    }
     errno = 0;
     rc = rs_open(&o, out);
-    if (rc == RS_EINVAL && term_ring_bytes != 0) {
-        o.term_ring_bytes = 0;
+    if (rc == RS_EINVAL && sz != NULL) {
+        o.term_rings = 0;
+        o.log_slots = 0;
+        o.max_tasks = 0;
         errno = 0;
         rc = rs_open(&o, out);
     }
@@ -80,5 +86,6 @@ int tools_open(const tools_common *c, uint32_t term_ring_bytes, rs_agent **out, 
 int tools_ensure_task(rs_agent *agent, const char *task_id, const char *title)
 {
     int rc = rs_task_start(agent, task_id, title);
-    return rc == RS_EEXIST ? RS_OK : rc;
+    /* RS_EFULL: the start record was dropped (and counted) but the task is open locally. */
+    return rc == RS_EEXIST || rc == RS_EFULL ? RS_OK : rc;
 }

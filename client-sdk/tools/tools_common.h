@@ -14,14 +14,21 @@
 /* Fills *env from RINGSIDE_SHM_DIR, RINGSIDE_AGENT, RINGSIDE_PROJECT, RINGSIDE_OWNER. */
 void tools_env_from_process(tools_env *env);
 
-/* Opens an SDK handle for c.  term_ring_bytes 0 means the SDK default; when the SDK rejects a
- * non-zero size the default is tried.  Returns an RS_* code; on RS_ESHM (or another failure) writes
- * a one-line explanation with a remedy into msg (without program name or newline). */
-int tools_open(const tools_common *c, uint32_t term_ring_bytes, rs_agent **out, char *msg,
+/* Ring sizing for tools_open(); 0 everywhere means the SDK's defaults. */
+typedef struct tools_sizing {
+    uint32_t term_rings; /* rs_options.term_rings (RS_TERM_RINGS_NONE: no terminal output) */
+    uint32_t log_slots;  /* rs_options.log_slots */
+    uint32_t max_tasks;  /* rs_options.max_tasks */
+} tools_sizing;
+
+/* Opens an SDK handle for c with the given sizing (NULL: defaults); if the SDK rejects the sizing
+ * the defaults are tried.  Returns an RS_* code; on failure writes a one-line explanation with a
+ * remedy into msg (without program name or newline). */
+int tools_open(const tools_common *c, const tools_sizing *sz, rs_agent **out, char *msg,
                size_t msglen);
 
-/* Starts task_id in this process's ring unless already started there; RS_EEXIST counts as
- * success.  This is how a task started by another process (another ring) is continued: the
+/* Starts task_id in this process's ring unless already started there; RS_EEXIST and RS_EFULL
+ * (record dropped, task open locally) count as success.  This is how a task started by another process (another ring) is continued: the
  * sidecar tracks tasks by (agent_id, task_id) across the rings of one agent. */
 int tools_ensure_task(rs_agent *agent, const char *task_id, const char *title);
 

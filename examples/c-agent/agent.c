@@ -68,16 +68,17 @@ static int parse_opts(int argc, char **argv, agent_opts *o)
     o->shm_dir = NULL; /* the SDK falls back to $RINGSIDE_SHM_DIR, then /dev/shm/ringside */
     o->loops = 1;
     o->delay_ms = 300;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int ok = 1;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             exit(0);
         }
         if (v == NULL)
-            goto bad;
-        if (strcmp(a, "--agent") == 0)
+            ok = 0;
+        else if (strcmp(a, "--agent") == 0)
             o->agent = v;
         else if (strcmp(a, "--project") == 0)
             o->project = v;
@@ -85,20 +86,19 @@ static int parse_opts(int argc, char **argv, agent_opts *o)
             o->owner = v;
         else if (strcmp(a, "--shm-dir") == 0)
             o->shm_dir = v;
-        else if (strcmp(a, "--loop") == 0) {
-            if (parse_ulong(v, &o->loops) != 0)
-                goto bad;
-        } else if (strcmp(a, "--delay-ms") == 0) {
-            if (parse_ulong(v, &o->delay_ms) != 0 || o->delay_ms > 60000)
-                goto bad;
-        } else
-            goto bad;
-        i++;
+        else if (strcmp(a, "--loop") == 0)
+            ok = parse_ulong(v, &o->loops) == 0;
+        else if (strcmp(a, "--delay-ms") == 0)
+            ok = parse_ulong(v, &o->delay_ms) == 0 && o->delay_ms <= 60000;
+        else
+            ok = 0;
+        if (!ok) {
+            fprintf(stderr, "ringside-example-agent: bad option '%s%s%s' (see --help)\n", a,
+                    v != NULL ? " " : "", v != NULL ? v : "");
+            return -1;
+        }
     }
     return 0;
-bad:
-    fprintf(stderr, "ringside-example-agent: bad argument '%s' (see --help)\n", argv[argc - 1]);
-    return -1;
 }
 
 /* Sleeps ms milliseconds in short slices so that a stop request is seen quickly. */

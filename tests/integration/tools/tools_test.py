@@ -254,6 +254,14 @@ class RunTest(ShmCase):
         self.assertEqual(p.stdout, b"got:one,two\r\nthree")
         self.assertEqual(term_bytes(dump(self.shm), "t-run"), p.stdout)
 
+    def test_closed_stdin(self):
+        p = self.run_tool(["sh", "-c", 'exec <&-; exec "$@"', "sh", RUN, "--shm-dir", self.shm,
+                           "--agent", "a", "--project", "p", "--task", "t", "--", "sh", "-c",
+                           "echo hi; cat; exit 4"])
+        self.assertEqual(p.returncode, 4, p.stderr)
+        self.assertEqual(p.stdout, b"hi\r\n")
+        self.assertEqual(term_bytes(dump(self.shm), "t"), b"hi\r\n")
+
     def test_command_not_found(self):
         p = self.run_cmd("/nonexistent/command")
         self.assertEqual(p.returncode, 127)
@@ -381,6 +389,17 @@ def read_until(fd, needle, timeout):
     return buf
 
 
+def sanitizer_preload(so):
+    """With -DRINGSIDE_SANITIZE=address the library needs the ASan runtime loaded first when an
+    uninstrumented program (python3) dlopens it.  Returns the environment for that, or {}."""
+    p = subprocess.run(["ldd", so], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=T)
+    for line in p.stdout.decode().splitlines():
+        if "libasan" in line and "=>" in line:
+            return {"LD_PRELOAD": line.split("=>")[1].split()[0],
+                    "ASAN_OPTIONS": "detect_leaks=0"}  # the interpreter's own leaks are not ours
+    return {}
+
+
 class ExamplesTest(ShmCase):
     def test_c_agent(self):
         p = self.run_tool([AGENT, "--shm-dir", self.shm, "--agent", "c1", "--project", "demo",
@@ -390,10 +409,17 @@ class ExamplesTest(ShmCase):
         self.assertEqual([r["agent"] for r in self.rings(recs)], ["c1"])
         ends = {e["task"]: (e["outcome"], e["exit_code"]) for e in of(recs, "task_end")}
         self.assertEqual(ends, {"c1-1": (4, 0), "c1-2": (4, 0), "c1-3": (4, 0), "c1-4": (3, 1)})
-        self.assertIn(b"\x1b[32m[8/8]\x1b[0m packaging\r\n", term_bytes(recs, "c1-1", 1))
-        self.assertIn(b"warning:", term_bytes(recs, "c1-3", 2))
-        self.assertIn(b"error:", term_bytes(recs, "c1-4", 2))
-        self.assertTrue(of(recs, "progress"))
+        # No reader ran while the agent did, so terminal rings freed by ended tasks were reused:
+        # an older task's output is either intact or reported as a gap, never silently lost.
+        for task in ("c1-1", "c1-2", "c1-3"):
+            out = term_bytes(recs, task, 1)
+            if not of(recs, "term_gap", task=task, stream=1):
+                self.assertIn(b"\x1b[32m[8/8]\x1b[0m packaging...\r\n", out, task)
+        if not of(recs, "term_gap", task="c1-3", stream=2):
+            self.assertIn(b"warning:", term_bytes(recs, "c1-3", 2))
+        self.assertIn(b"\x1b[32m[7/8]\x1b[0m running tests...\r\n", term_bytes(recs, "c1-4", 1))
+        self.assertIn(b"\x1b[1;31merror:\x1b[0m", term_bytes(recs, "c1-4", 2))
+        # Progress keeps only the latest value per open task: ended tasks have none left to read.
         statuses = {s["status"] for s in of(recs, "status")}
         self.assertTrue({0, 1, 3} <= statuses, statuses)
 
@@ -428,10 +454,11 @@ class ExamplesTest(ShmCase):
                                           for r in of(recs, "progress", task="sh-agent-1")])
 
     def test_python_agent(self):
+        env = {"LD_LIBRARY_PATH": LIB, "PYTHONDONTWRITEBYTECODE": "1"}
+        env.update(sanitizer_preload(os.path.join(LIB, "libringside.so")))
         p = self.run_tool(["/usr/bin/python3", os.path.join(SRC, "examples/python-agent.py"),
                            "--shm-dir", self.shm, "--agent", "py1", "--loop", "2",
-                           "--delay-ms", "0"],
-                          env={"LD_LIBRARY_PATH": LIB, "PYTHONDONTWRITEBYTECODE": "1"})
+                           "--delay-ms", "0"], env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
         recs = dump(self.shm)
         self.assertEqual([r["agent"] for r in self.rings(recs)], ["py1"])
@@ -457,11 +484,13 @@ int main(int argc, char **argv)
     if (rs_set_status(a, s, "installed via pkg-config") != RS_OK) return 13;
     if (rs_task_start(a, "inst-1", "from the install tree") != RS_OK) return 14;
     if (rs_progress(a, "inst-1", 1, 2, "half") != RS_OK) return 15;
-    if (rs_write(a, "inst-1", RS_STDOUT, "\x1b[1mhi\x1b[0m", 11) != RS_OK) return 16;
+    if (rs_write(a, "inst-1", RS_STDOUT, "\x1b[1mhi\x1b[0m", 10) != RS_OK) return 16;
     if (rs_task_end(a, "inst-1", RS_STATUS_COMPLETED, 0) != RS_OK) return 17;
     if (rs_task_end(a, "inst-1", RS_STATUS_COMPLETED, 0) != RS_ENOTASK) return 18;
+    if (rs_task_start(a, "inst-2", NULL) != RS_OK) return 21;
+    if (rs_progress(a, "inst-2", 7, 9, "still open") != RS_OK) return 22;
     memset(&st, 0, sizeof st); st.size = sizeof st;
-    if (rs_stats_get(a, &st) != RS_OK || st.term_bytes_written != 11) return 19;
+    if (rs_stats_get(a, &st) != RS_OK || st.term_bytes_written != 10) return 19;
     printf("%s %s\n", rs_version(), rs_strerror(RS_EFULL));
     return rs_close(a) == RS_OK ? 0 : 20;
 }
@@ -479,6 +508,15 @@ class InstallTest(ShmCase):
         self.assertEqual(len(pcs), 1, "ringside.pc not installed")
         for tool in ("ringside-pub", "ringside-run"):
             self.assertTrue(os.access(os.path.join(prefix, "bin", tool), os.X_OK), tool)
+        # A .pc file written at configure time names that prefix (/usr/local by default), not
+        # the --prefix given to `cmake --install` here: write the prefix this install would have
+        # been configured with.  A relocatable .pc (prefix=${pcfiledir}/...) is left as it is.
+        with open(pcs[0]) as f:
+            pc = f.read().splitlines()
+        pc = [f"prefix={prefix}" if l.startswith("prefix=") and "${pcfiledir}" not in l else l
+              for l in pc]
+        with open(pcs[0], "w") as f:
+            f.write("\n".join(pc) + "\n")
         env = {"PKG_CONFIG_PATH": os.path.dirname(pcs[0])}
         flags = self.run_tool(["pkg-config", "--cflags", "--libs", "ringside"], env=env)
         self.assertEqual(flags.returncode, 0, flags.stderr)
@@ -499,6 +537,8 @@ class InstallTest(ShmCase):
         self.assertEqual((ring["agent"], ring["owner"]), ("installed", "carol"))
         self.assertEqual(term_bytes(recs, "inst-1"), b"\x1b[1mhi\x1b[0m")
         self.assertEqual([(e["outcome"], e["exit_code"]) for e in of(recs, "task_end")], [(4, 0)])
+        self.assertEqual([(p["task"], p["step"], p["total"], p["message"])
+                          for p in of(recs, "progress")], [("inst-2", 7, 9, "still open")])
         # The installed CLI works from the install tree alone.
         pub = self.run_tool([os.path.join(prefix, "bin", "ringside-pub"), "--shm-dir", self.shm,
                              "--agent", "installed", "--project", "proj", "status", "idle"])
