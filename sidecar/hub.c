@@ -442,6 +442,8 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
         task *t = find_task(a, ev->task_id);
         if (t != NULL && !t->ended)
             break; /* a second process of the agent re-announcing a running task */
+        if (t != NULL && ev->ts_ns <= t->ended_ns)
+            break; /* a late-read start from another process, older than the end we saw */
         if (t != NULL) {
             /* restarted task id: start over */
             t->ended = 0;
