@@ -30,7 +30,7 @@ static inline void tu_rmdir(const char *dir)
     if (d == NULL)
         return;
     struct dirent *e;
-    char p[PATH_MAX];
+    char p[PATH_MAX + 512];
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.' && (e->d_name[1] == '\0' || (e->d_name[1] == '.' && e->d_name[2] == '\0')))
             continue;
@@ -53,7 +53,7 @@ static inline int tu_find_ring(const char *dir, int n, char out[PATH_MAX])
         size_t l = strlen(e->d_name);
         if (l > 5 && strcmp(e->d_name + l - 5, ".ring") == 0 && e->d_name[0] != '.') {
             if (n-- == 0) {
-                if (snprintf(out, PATH_MAX, "%s/%s", dir, e->d_name) >= PATH_MAX)
+                if (snprintf(out, PATH_MAX, "%.2048s/%.1024s", dir, e->d_name) >= PATH_MAX)
                     break;
                 found = 1;
                 break;
