@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
 import { checkTree, kubectlAvailable } from './lib/check.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -66,6 +67,28 @@ try {
       failed++;
       console.log(`FAIL ${name}: expected ${expect}, got:\n  ${all.slice(0, 8).join('\n  ') || '(no error)'}`);
     }
+  }
+  // Dockerfile: each broken copy must make check-dockerfile.mjs fail on the named check.
+  const DOCKER_CASES = [
+    ['Dockerfile root user', 'USER 65532:65532', 'USER root', /FAIL final USER/],
+    ['Dockerfile latest base', 'FROM debian:${DEBIAN_TAG}-slim', 'FROM debian:latest', /FAIL base image debian:latest/],
+    ['Dockerfile missing runtime lib', ' libjwt0 ', ' ', /FAIL runtime stage has the library of every -dev package|FAIL every package/],
+    ['Dockerfile misspelt package', 'libjansson4', 'libjanson4', /FAIL (every package exists|runtime stage has the library)/],
+    ['Dockerfile shell entrypoint', 'ENTRYPOINT ["ringside"]', 'ENTRYPOINT ringside', /FAIL ENTRYPOINT/],
+  ];
+  const aptOk = spawnSync('apt-cache', ['show', '--no-all-versions', 'dpkg'], { stdio: 'ignore' }).status === 0;
+  for (const [name, from, to, expect] of DOCKER_CASES) {
+    if (!aptOk && /runtime lib|misspelt/.test(name)) { console.log(`skip ${name}: apt-cache has no package lists`); continue; }
+    const dir = path.join(tmpRoot, name.replace(/\W+/g, '-'));
+    fs.mkdirSync(dir, { recursive: true });
+    const text = fs.readFileSync(path.join(repo, 'Dockerfile'), 'utf8');
+    if (!text.includes(from)) { failed++; console.log(`FAIL ${name}: '${from}' not in Dockerfile`); continue; }
+    fs.writeFileSync(path.join(dir, 'Dockerfile'), text.replace(from, to));
+    fs.copyFileSync(path.join(repo, '.dockerignore'), path.join(dir, '.dockerignore'));
+    const r = spawnSync(process.execPath, [path.join(here, 'check-dockerfile.mjs'), repo, path.join(dir, 'Dockerfile')],
+      { encoding: 'utf8', timeout: 120000 });
+    if (r.status !== 0 && expect.test(r.stdout)) { passed++; console.log(`ok   ${name}`); }
+    else { failed++; console.log(`FAIL ${name}: exit ${r.status}, expected ${expect}\n${r.stdout}`); }
   }
 } finally {
   fs.rmSync(tmpRoot, { recursive: true, force: true });
