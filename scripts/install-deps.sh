@@ -8,14 +8,15 @@ set -eu
 want=${1:-test}
 
 BUILD_PKGS="build-essential cmake pkg-config libev-dev libwslay-dev libhiredis-dev libsodium-dev
-libjwt-dev libjansson-dev libmsgpack-dev zlib1g-dev libssl-dev curl python3
-python3-websockets"
-TEST_PKGS="libcmocka-dev redis-server redis-sentinel clang llvm
+libjwt-dev libjansson-dev libmsgpack-dev zlib1g-dev libssl-dev"
+# The demo's health check and terminal client.
+DEMO_PKGS="curl python3 python3-websockets"
+TEST_PKGS="libcmocka-dev redis-server redis-sentinel clang llvm nginx-light libnginx-mod-nchan
 chromium nodejs libck-dev procps iproute2 util-linux ca-certificates"
 
 case "$want" in
-build) pkgs=$BUILD_PKGS ;;
-test) pkgs="$BUILD_PKGS $TEST_PKGS" ;;
+build) pkgs="$BUILD_PKGS $DEMO_PKGS" ;;
+test) pkgs="$BUILD_PKGS $DEMO_PKGS $TEST_PKGS" ;;
 *) echo "install-deps.sh: unknown profile '$want' (use build or test)" >&2; exit 2 ;;
 esac
 
