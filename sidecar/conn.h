@@ -41,6 +41,7 @@ typedef struct conn {
     char ip[64];
     char user[128]; /* authenticated user ("" with --no-auth) */
     int has_ident;  /* authenticated: ident limits what the connection may see (D2) */
+    int holds_user_slot; /* counted in --user-conns; released when the connection ends */
     auth_identity ident;
     ev_timer expiry_timer; /* token expiry → close 4001 */
 

@@ -18,6 +18,7 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "util.h"
 #include "watch.h"
 #include "web.h"
@@ -142,6 +143,10 @@ void server_retire(server *srv, conn *c)
     ev_io_stop(srv->loop, &c->io);
     ev_timer_stop(srv->loop, &c->timer);
     hub_unsubscribe(srv->hub, c);
+    if (c->holds_user_slot) {
+        ratelimit_user_release(srv->rl, c->user);
+        c->holds_user_slot = 0;
+    }
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -160,6 +165,14 @@ void server_retire(server *srv, conn *c)
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    server *srv = container_of(w, server, sweep_timer);
+    ratelimit_sweep(srv->rl, util_mono_ns());
+}
 
 static void accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -286,6 +299,9 @@ int server_start(server *srv, struct ev_loop *loop, const config *cfg, struct hu
     ev_check_init(&srv->reaper, reaper_cb);
     ev_check_start(loop, &srv->reaper);
     ev_idle_init(&srv->kick, kick_cb);
+    srv->rl = ratelimit_new(cfg->conn_rate, cfg->user_conns);
+    ev_timer_init(&srv->sweep_timer, sweep_cb, 60., 60.);
+    ev_timer_start(loop, &srv->sweep_timer);
 
     return 0;
 }
@@ -518,6 +534,15 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
                       "this instance is at --max-connections: retry later", retry);
         return;
     }
+    int wait = ratelimit_ip_admit(srv->rl, c->ip, util_mono_ns());
+    if (wait > 0) {
+        snprintf(retry, sizeof retry, "Retry-After: %d\r\n", wait);
+        respond_error(c, 429, "Too Many Requests", REJ_CONN_RATE, "rate_limited",
+                      "too many new connections from your address: retry after Retry-After "
+                      "seconds",
+                      retry);
+        return;
+    }
     const http_header *up = http_find_header(req, "Upgrade");
     const http_header *cn = http_find_header(req, "Connection");
     if (up == NULL || !http_has_token(up->value, up->value_len, "websocket") || cn == NULL ||
@@ -558,6 +583,17 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
                 return;
             }
         }
+    }
+    if (c->has_ident) {
+        if (ratelimit_user_acquire(srv->rl, c->user) != 0) {
+            snprintf(retry, sizeof retry, "Retry-After: %d\r\n", RETRY_AFTER_S);
+            respond_error(c, 429, "Too Many Requests", REJ_USER_CONNS, "too_many_connections",
+                          "you have too many open connections (--user-conns): close a dashboard "
+                          "tab and retry",
+                          retry);
+            return;
+        }
+        c->holds_user_slot = 1;
     }
     uint64_t resume_seq = 0;
     char epoch[64] = "";
@@ -876,6 +912,9 @@ void server_stop(server *srv)
     ev_timer_stop(srv->loop, &srv->drain_timer);
     ev_check_stop(srv->loop, &srv->reaper);
     ev_idle_stop(srv->loop, &srv->kick);
+    ev_timer_stop(srv->loop, &srv->sweep_timer);
+    ratelimit_free(srv->rl);
+    srv->rl = NULL;
     if (srv->lfd >= 0)
         close(srv->lfd);
     if (srv->spare_fd >= 0)
