@@ -14,6 +14,7 @@
 #include <wslay/wslay.h>
 
 #include "auth.h"
+#include "encode.h"
 #include "filter.h"
 #include "metrics.h"
 #include "msg.h"
@@ -75,6 +76,8 @@ typedef struct conn {
     int missed_heartbeats;
     int paused;           /* terminal: client asked to pause */
     int is_messagepack;
+    deflate_params pmd;   /* permessage-deflate, when negotiated */
+    inflater *inf;        /* for compressed client messages, allocated on first use */
     filter filt;
     char task_id[64];     /* terminal endpoint */
     struct conn *next, *prev;         /* server's list of all connections */

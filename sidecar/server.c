@@ -612,12 +612,19 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
 
     char accept[32];
     ws_accept_key(key->value, key->value_len, accept);
+    char ext[160] = "";
+    const http_header *offer = http_find_header(req, "Sec-WebSocket-Extensions");
+    if (offer != NULL) {
+        char resp[128];
+        if (encode_negotiate_deflate(offer->value, offer->value_len, &c->pmd, resp, sizeof resp))
+            snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", resp);
+    }
     buf b;
     buf_init(&b);
     buf_printf(&b,
                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
-               "Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-               accept);
+               "Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+               accept, ext);
     free(c->out);
     c->out = b.data;
     c->out_len = b.len;
