@@ -20,7 +20,7 @@ run_stage() { # name, build dir, ctest label regex (or ""), label exclude regex,
     local name=$1 dir=$2 include=$3 exclude=$4
     shift 4
     echo "==== stage $name: configure and build ($dir)"
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir.configure.log" 2>&1 ||
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGSIDE_TESTS=ON "$@" >"$dir.configure.log" 2>&1 ||
         { cat "$dir.configure.log"; return 1; }
     cmake --build "$dir" -j"$jobs" 2>&1 | tail -n 40 | grep -v '^\[' || true
     [ "${PIPESTATUS[0]}" -eq 0 ] || return 1
