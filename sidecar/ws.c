@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cluster.h"
 #include "hub.h"
 #include "log.h"
 #include "server.h"
@@ -316,6 +317,8 @@ static void handle_text(conn *c, const uint8_t *data, size_t len)
         bad_message(c, "bad_message", "missing \"type\"");
     } else if (strcmp(type, "pong") == 0) {
         c->missed_heartbeats = 0;
+        if (c->srv->cl != NULL)
+            cluster_conn_heartbeat(c->srv->cl, c);
     } else if (strcmp(type, "subscribe") == 0 && c->endpoint == EP_EVENTS) {
         handle_subscribe(c, root);
     } else if (strcmp(type, "pause") == 0 && c->endpoint == EP_TERMINAL) {
@@ -416,8 +419,9 @@ int ws_conn_init(conn *c)
     ev_timer_set(&c->timer, (double)cfg->heartbeat_interval, (double)cfg->heartbeat_interval);
     ev_timer_start(c->srv->loop, &c->timer);
     log_info("client connected",
-             "\"conn\":%llu,\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"task\":\"%s\"",
-             (unsigned long long)c->id, c->ip, c->user,
+             "\"event\":\"connect\",\"conn\":%llu,\"conn_id\":\"%s\",\"ip\":\"%s\",\"user\":\"%s\","
+             "\"endpoint\":\"%s\",\"task\":\"%s\"",
+             (unsigned long long)c->id, c->cid, c->ip, c->user,
              c->endpoint == EP_EVENTS ? "events" : "terminal", c->task_id);
     return 0;
 }
@@ -445,10 +449,10 @@ static void log_close(conn *c)
 {
     double dur = (double)(util_mono_ns() - c->opened_mono) / 1e9;
     log_info("client disconnected",
-             "\"conn\":%llu,\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"reason\":\"%s\","
+             "\"event\":\"disconnect\",\"conn\":%llu,\"conn_id\":\"%s\",\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"reason\":\"%s\","
              "\"code\":%u,\"detail\":\"%s\",\"closed_by\":\"%s\",\"duration_s\":%.3f,"
              "\"bytes_in\":%llu,\"bytes_out\":%llu,\"messages_out\":%llu,\"dropped\":%llu",
-             (unsigned long long)c->id, c->ip, c->user,
+             (unsigned long long)c->id, c->cid, c->ip, c->user,
              c->endpoint == EP_EVENTS ? "events" : "terminal", metrics_close_reason_name(c->why),
              c->close_code, c->close_text, c->closed_by, dur, (unsigned long long)c->bytes_in,
              (unsigned long long)c->bytes_out, (unsigned long long)c->msgs_out,
@@ -470,6 +474,8 @@ void conn_abort(conn *c, close_reason why, const char *text)
         c->counted_open = 0;
         ev_timer_stop(c->srv->loop, &c->rate_timer);
         ev_timer_stop(c->srv->loop, &c->expiry_timer);
+        if (c->srv->cl != NULL)
+            cluster_conn_close(c->srv->cl, c);
         server_ws_closed(c->srv);
     } else if (log_enabled(LOG_DEBUG)) {
         log_debug("connection closed", "\"conn\":%llu,\"ip\":\"%s\",\"detail\":\"%s\"",
