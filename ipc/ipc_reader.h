@@ -24,7 +24,11 @@
     X(IPC_EMAGIC, -5, "not a ringside ring (bad magic)")                                           \
     X(IPC_EVERSION, -6, "unsupported ring layout version")                                         \
     X(IPC_EGEOMETRY, -7, "ring header sizes or regions invalid")                                   \
-    X(IPC_ECORRUPT, -8, "ring content corrupt or truncated")
+    X(IPC_ECORRUPT, -8, "ring content corrupt or truncated")                                    \
+    X(IPC_EFULL, -9, "event log full: record dropped and counted")                                 \
+    X(IPC_ENOTASK, -10, "unknown task")                                                            \
+    X(IPC_EEXIST, -11, "task already started")                                                     \
+    X(IPC_ETASKS, -12, "too many open tasks")
 
 typedef enum ipc_error {
 #define IPC_ENUM_(name, value, text) name = value,
@@ -123,6 +127,11 @@ void ipc_reader_get_stats(const ipc_reader *r, ipc_reader_stats *out);
 
 /* Path of the ring file (borrowed). */
 const char *ipc_reader_path(const ipc_reader *r);
+
+/* Test and tuning hook: a slot claimed but not committed is skipped (counted lost) after skip_ms
+ * (default 1000) while the agent lives, at once when it is dead; a slot skipped and never handed
+ * on is reclaimed reclaim_ms (default 5000) after the last skip. */
+void ipc_reader_set_timeouts(ipc_reader *r, uint32_t skip_ms, uint32_t reclaim_ms);
 
 /* Unmaps and frees.  Does not unlink the file.  ipc_reader_free(NULL) is a no-op. */
 void ipc_reader_free(ipc_reader *r);

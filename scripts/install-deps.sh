@@ -9,12 +9,14 @@ want=${1:-test}
 
 BUILD_PKGS="build-essential cmake pkg-config libev-dev libwslay-dev libhiredis-dev libsodium-dev
 libjwt-dev libjansson-dev libmsgpack-dev zlib1g-dev libssl-dev"
-TEST_PKGS="libcmocka-dev redis-server redis-sentinel clang llvm python3 python3-websockets
-chromium nodejs libck-dev procps iproute2 curl ca-certificates"
+# The demo's health check and terminal client.
+DEMO_PKGS="curl python3 python3-websockets"
+TEST_PKGS="libcmocka-dev redis-server redis-sentinel clang llvm nginx-light libnginx-mod-nchan python3-msgpack
+chromium nodejs libck-dev procps iproute2 util-linux ca-certificates"
 
 case "$want" in
-build) pkgs=$BUILD_PKGS ;;
-test) pkgs="$BUILD_PKGS $TEST_PKGS" ;;
+build) pkgs="$BUILD_PKGS $DEMO_PKGS" ;;
+test) pkgs="$BUILD_PKGS $DEMO_PKGS $TEST_PKGS" ;;
 *) echo "install-deps.sh: unknown profile '$want' (use build or test)" >&2; exit 2 ;;
 esac
 
@@ -43,10 +45,18 @@ if [ -n "$missing" ]; then
     $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# Node tooling for the browser tests, installed into the tree (never a browser download).
+# npm packages for the browser, JS and manifest tests, installed into the tree from each
+# package.json's lock file (never a browser download: Chromium comes from Debian).
 if [ "$want" = test ]; then
     here=$(cd "$(dirname "$0")/.." && pwd)
-    if [ ! -d "$here/tests/e2e/node_modules/playwright-core" ] || [ ! -d "$here/tests/e2e/node_modules/ws" ]; then
-        (cd "$here/tests/e2e" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund >/dev/null)
-    fi
+    for pj in "$here"/tests/*/package.json "$here"/sidecar/web/package.json; do
+        [ -f "$pj" ] || continue
+        d=$(dirname "$pj")
+        stamp="$d/node_modules/.ringside-installed"
+        if [ ! -f "$stamp" ] || [ "$pj" -nt "$stamp" ]; then
+            echo "install-deps: npm install in ${d#$here/}"
+            (cd "$d" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit \
+                --no-fund --no-progress >/dev/null) && touch "$stamp"
+        fi
+    done
 fi

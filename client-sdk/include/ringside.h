@@ -11,6 +11,9 @@
  *    keeps only its latest value; terminal bytes are dropped and the loss is counted).
  *  - Thread-safe: any number of threads may publish through one handle at once.  rs_close() must not
  *    race with other calls on the same handle.
+ *  - fork(): in the child every call on a handle opened before the fork returns RS_ECLOSED (the
+ *    child holds no lock on the parent's ring); rs_close() there only frees memory.  Open a new
+ *    handle in the child to publish from it.
  *  - Errors are negative RS_E* codes; rs_strerror() names them.  Invalid arguments (NULL, ids that
  *    are empty, too long or contain characters outside [A-Za-z0-9._:@-], unknown enum values) are
  *    rejected with RS_EINVAL and change nothing.
@@ -87,8 +90,14 @@ typedef struct rs_options {
     const char *project_id; /* required */
     const char *owner;      /* optional user that owns the agent; NULL for none */
     uint32_t term_ring_bytes; /* bytes per terminal ring; 0: default (1 MiB); power of two */
-    uint32_t max_tasks;       /* concurrently open tasks; 0: default (64) */
+    uint32_t max_tasks;       /* concurrently open tasks; 0: default (64); at most 1024 */
+    /* Added in 0.1 (read only when size covers them): */
+    uint32_t term_rings; /* terminal rings shared by the open tasks' streams (one per task stream
+                            while in use); 0: default (4); RS_TERM_RINGS_NONE: no terminal output
+                            (bytes counted as dropped); at most 256 */
+    uint32_t log_slots;  /* event-log slots; 0: default (512); power of two in [8, 65536] */
 } rs_options;
+#define RS_TERM_RINGS_NONE 0xffffffffu
 
 typedef struct rs_agent rs_agent;
 
@@ -99,7 +108,9 @@ typedef struct rs_stats {
     uint64_t events_dropped;     /* event-log records dropped (log full); latest state kept */
     uint64_t progress_updates;   /* progress slot updates */
     uint64_t term_bytes_written; /* terminal bytes accepted */
-    uint64_t term_bytes_dropped; /* terminal bytes lost (overwritten before the sidecar read them) */
+    uint64_t term_bytes_dropped; /* terminal bytes the SDK could not place (no free terminal ring,
+                                    or the part of one write beyond half a ring); bytes overwritten
+                                    before the sidecar read them are counted by the sidecar */
     uint64_t wakeups;            /* futex wake-ups of a sleeping sidecar */
 } rs_stats;
 

@@ -1,0 +1,66 @@
+/*
+ * ipc_internal.h — helpers shared by the ring writer, reader and doorbell (not installed).
+ */
+#ifndef RINGSIDE_IPC_INTERNAL_H
+#define RINGSIDE_IPC_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ipc_layout.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define IPC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define IPC_TSAN 1
+#endif
+#endif
+
+/* Copies to or from shared memory.  Payload bytes of a record may be overwritten by the other side
+ * while they are copied (an overwritten terminal chunk, a zombie producer): the copy is then
+ * validated privately.  Under ThreadSanitizer the copies are relaxed atomic byte accesses, so the
+ * deliberate, validated races are not reported while every other race still is. */
+void ipc_shm_read(void *dst, const void *shm_src, size_t n);
+void ipc_shm_write(void *shm_dst, const void *src, size_t n);
+
+/* 32-bit hash of n bytes (n a multiple of 8): catches zombie and torn writes, not an adversary. */
+uint32_t ipc_hash(const void *p, size_t n);
+
+/* Seqcount latch: the single writer (serialised by its caller) publishes n bytes into copy0 and
+ * copy1; readers never block it.  ipc_latch_read copies a consistent value into dst and returns
+ * 0, or -1 when the writer kept it changing for all attempts (try again later). */
+void ipc_latch_write(_Atomic uint64_t *latch, void *copy0, void *copy1, const void *src, size_t n);
+int ipc_latch_read(_Atomic uint64_t *latch, const void *copy0, const void *copy1, void *dst,
+                   size_t n);
+
+/* 1 if s[0..len) is a valid id: 1..63 bytes of [A-Za-z0-9._:@-]. */
+int ipc_id_valid(const char *s, size_t len);
+
+/* CLOCK_REALTIME and CLOCK_MONOTONIC in ns. */
+uint64_t ipc_now_realtime_ns(void);
+uint64_t ipc_now_mono_ns(void);
+
+/* The one place that maps files (ipc_shm.c).  ipc_map_file maps len bytes of fd shared, writable
+ * if rw; returns NULL on failure (errno set). */
+void *ipc_map_file(int fd, size_t len, int rw);
+void ipc_unmap(void *p, size_t len);
+
+/* SIGBUS guard for reads of a mapping that may be truncated under the reader.  Usage:
+ *   ipc_guard_install();
+ *   if (sigsetjmp(ipc_guard_jb, 0) != 0) { ... the mapping faulted ... }
+ *   ipc_guard_active = 1;  ... reads ...  ipc_guard_leave();
+ * ipc_guard_install() installs a process-wide SIGBUS handler once (SA_NODEFER, so no signal mask
+ * needs restoring); a SIGBUS outside a guarded section goes to the previous disposition. */
+#include <setjmp.h>
+#include <signal.h>
+extern _Thread_local sigjmp_buf ipc_guard_jb;
+extern _Thread_local volatile sig_atomic_t ipc_guard_active;
+void ipc_guard_install(void);
+static inline void ipc_guard_leave(void)
+{
+    ipc_guard_active = 0;
+}
+
+#endif /* RINGSIDE_IPC_INTERNAL_H */

@@ -1,0 +1,168 @@
+/*
+ * ipc_shm.c — the only file that calls mmap(); the SIGBUS guard; shared-memory copies, hash,
+ * seqcount latch, clocks.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "ipc_internal.h"
+
+void *ipc_map_file(int fd, size_t len, int rw)
+{
+    int prot = PROT_READ | (rw ? PROT_WRITE : 0);
+    void *p = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void ipc_unmap(void *p, size_t len)
+{
+    if (p != NULL)
+        munmap(p, len);
+}
+
+/* ---- SIGBUS guard ---------------------------------------------------------------------------- */
+
+_Thread_local sigjmp_buf ipc_guard_jb;
+_Thread_local volatile sig_atomic_t ipc_guard_active;
+
+static struct sigaction guard_prev;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void guard_handler(int sig, siginfo_t *si, void *uc)
+{
+    if (ipc_guard_active) {
+        ipc_guard_active = 0;
+        siglongjmp(ipc_guard_jb, 1);
+    }
+    /* Not ours: hand over to the previous disposition. */
+    if (guard_prev.sa_flags & SA_SIGINFO) {
+        if (guard_prev.sa_sigaction != NULL) {
+            guard_prev.sa_sigaction(sig, si, uc);
+            return;
+        }
+    } else if (guard_prev.sa_handler != SIG_DFL && guard_prev.sa_handler != SIG_IGN) {
+        guard_prev.sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void guard_setup(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = guard_handler;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK; /* NODEFER: sigsetjmp(…, 0) is enough */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &guard_prev);
+}
+
+void ipc_guard_install(void)
+{
+    pthread_once(&guard_once, guard_setup);
+}
+
+/* ---- copies, hash, latch ---------------------------------------------------------------------- */
+
+void ipc_shm_read(void *dst, const void *shm_src, size_t n)
+{
+#ifdef IPC_TSAN
+    unsigned char *d = dst;
+    const unsigned char *s = shm_src;
+    for (size_t i = 0; i < n; i++)
+        d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+#else
+    memcpy(dst, shm_src, n);
+#endif
+}
+
+void ipc_shm_write(void *shm_dst, const void *src, size_t n)
+{
+#ifdef IPC_TSAN
+    unsigned char *d = shm_dst;
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i++)
+        __atomic_store_n(&d[i], s[i], __ATOMIC_RELAXED);
+#else
+    memcpy(shm_dst, src, n);
+#endif
+}
+
+uint32_t ipc_hash(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ n;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h ^= w;
+        h *= UINT64_C(0xff51afd7ed558ccd);
+        h ^= h >> 32;
+    }
+    h ^= h >> 29;
+    h *= UINT64_C(0xc4ceb9fe1a85ec53);
+    h ^= h >> 32;
+    return (uint32_t)h;
+}
+
+void ipc_latch_write(_Atomic uint64_t *latch, void *copy0, void *copy1, const void *src, size_t n)
+{
+    uint64_t s = atomic_load_explicit(latch, memory_order_relaxed);
+    if (s & 1u) /* a previous writer died mid-update, or a fresh odd start: realign to even */
+        s++;
+    /* Odd: readers use copy[1].  The release store orders our earlier copy[1] writes before it;
+     * the release fence orders the store before the copy[0] writes that follow. */
+    atomic_store_explicit(latch, s + 1, memory_order_release);
+    atomic_thread_fence(memory_order_release);
+    ipc_shm_write(copy0, src, n);
+    /* Even: readers use copy[0], now complete. */
+    atomic_store_explicit(latch, s + 2, memory_order_release);
+    atomic_thread_fence(memory_order_release);
+    ipc_shm_write(copy1, src, n);
+}
+
+int ipc_latch_read(_Atomic uint64_t *latch, const void *copy0, const void *copy1, void *dst,
+                   size_t n)
+{
+    for (int attempt = 0; attempt < 4; attempt++) {
+        uint64_t s1 = atomic_load_explicit(latch, memory_order_acquire);
+        ipc_shm_read(dst, (s1 & 1u) ? copy1 : copy0, n);
+        atomic_thread_fence(memory_order_acquire);
+        uint64_t s2 = atomic_load_explicit(latch, memory_order_relaxed);
+        if (s1 == s2)
+            return 0;
+    }
+    return -1;
+}
+
+int ipc_id_valid(const char *s, size_t len)
+{
+    if (len < 1 || len > 63)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '@' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+uint64_t ipc_now_realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t ipc_now_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

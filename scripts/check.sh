@@ -1,0 +1,46 @@
+#!/bin/bash
+# The whole test suite, as CI runs it: installs what is missing, builds, runs ctest in the normal
+# build, then again under ASan+UBSan, the ring tests under TSan, and every fuzzer briefly.
+#   scripts/check.sh                 everything
+#   CHECK_STAGES="main asan" scripts/check.sh   a subset (main asan tsan fuzz)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+stages=${CHECK_STAGES:-main asan tsan fuzz}
+jobs=${CHECK_JOBS:-2}
+FUZZ_SECONDS=${FUZZ_SECONDS:-15}
+export FUZZ_SECONDS
+
+bash scripts/install-deps.sh test
+
+status=0
+summary=()
+
+run_stage() { # name, build dir, ctest label regex (or ""), label exclude regex, cmake args...
+    local name=$1 dir=$2 include=$3 exclude=$4
+    shift 4
+    echo "==== stage $name: configure and build ($dir)"
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGSIDE_TESTS=ON "$@" >"$dir.configure.log" 2>&1 ||
+        { cat "$dir.configure.log"; return 1; }
+    cmake --build "$dir" -j"$jobs" 2>&1 | tail -n 40 | grep -v '^\[' || true
+    [ "${PIPESTATUS[0]}" -eq 0 ] || return 1
+    echo "==== stage $name: ctest"
+    local args=(--test-dir "$dir" --output-on-failure -j"$jobs" --timeout 600)
+    [ -n "$include" ] && args+=(-L "$include")
+    [ -n "$exclude" ] && args+=(-LE "$exclude")
+    ctest "${args[@]}"
+}
+
+mkdir -p build
+for s in $stages; do
+    case $s in
+    main) run_stage main build "" "" || status=1 ;;
+    asan) run_stage asan build-asan "" "e2e|bench-smoke|k8s|js" -DRINGSIDE_SANITIZE=address,undefined || status=1 ;;
+    tsan) run_stage tsan build-tsan "ipc" "" -DRINGSIDE_SANITIZE=thread || status=1 ;;
+    fuzz) CC=clang run_stage fuzz build-fuzz "fuzz" "" -DRINGSIDE_FUZZ=ON -DRINGSIDE_SANITIZE=address,undefined || status=1 ;;
+    *) echo "check.sh: unknown stage '$s' (main asan tsan fuzz)" >&2; exit 2 ;;
+    esac
+    summary+=("$s=$([ $status -eq 0 ] && echo ok || echo FAILED)")
+done
+echo "==== check.sh: ${summary[*]}"
+exit $status

@@ -1,0 +1,80 @@
+/*
+ * config.h — the daemon's options (REQUIREMENTS F1, DESIGN "The daemon").
+ *
+ * Every option is a flag `--name` and an environment variable RINGSIDE_NAME (upper case, '-' → '_');
+ * flags win over the environment.  CONFIG_OPTIONS is the one table: help text, .env.example and
+ * parsing are all generated from it.
+ */
+#ifndef RINGSIDE_CONFIG_H
+#define RINGSIDE_CONFIG_H
+
+#include <stdio.h>
+
+/* X(field, name, kind, default, min, max, help)
+ * kind: STR (string, default may be NULL), INT (integer within [min, max]), BOOL (flag, no value). */
+#define CONFIG_OPTIONS(X)                                                                          \
+    X(listen, "listen", STR, "0.0.0.0:8765", 0, 0, "HTTP/WebSocket address (host:port, [v6]:port)") \
+    X(shm_dir, "shm-dir", STR, "/dev/shm/ringside", 0, 0, "directory where agents' rings live")    \
+    X(redis, "redis", STR, NULL, 0, 0,                                                             \
+      "redis://host:port[/db] or redis-sentinel://h1:p1,h2:p2/master (unset: embedded mode)")      \
+    X(instance_id, "instance-id", STR, NULL, 0, 0, "this instance's name in Redis (default: hostname)") \
+    X(jwt_key, "jwt-key", STR, NULL, 0, 0, "JWT key file: HS secret, or PEM public key")           \
+    X(jwt_alg, "jwt-alg", STR, "HS256", 0, 0, "pinned JWT algorithm: HS256, RS256 or ES256")       \
+    X(jwt_issuer, "jwt-issuer", STR, NULL, 0, 0, "required JWT iss claim (unset: not checked)")    \
+    X(jwt_audience, "jwt-audience", STR, NULL, 0, 0, "required JWT aud claim (unset: not checked)") \
+    X(jwt_leeway, "jwt-leeway", INT, "30", 0, 300, "seconds of clock skew allowed for exp/nbf")   \
+    X(no_auth, "no-auth", BOOL, NULL, 0, 0, "disable authentication (local development only)")     \
+    X(allowed_origins, "allowed-origins", STR, NULL, 0, 0,                                         \
+      "comma-separated allowed browser origins (unset: same host only)")                           \
+    X(dashboard, "dashboard", BOOL, NULL, 0, 0, "serve the dashboard at /")                        \
+    X(log_level, "log-level", STR, "info", 0, 0, "debug, info, warn or error (debug logs every connection)") \
+    X(heartbeat_interval, "heartbeat-interval", INT, "30", 1, 3600, "seconds between server heartbeats") \
+    X(heartbeat_misses, "heartbeat-misses", INT, "3", 1, 100,                                      \
+      "missed heartbeats before the connection is closed")                                         \
+    X(drain_timeout, "drain-timeout", INT, "30", 0, 3600, "seconds to wait for clients on SIGTERM") \
+    X(replay_window, "replay-window", INT, "300", 1, 86400, "seconds of persisted events kept for replay") \
+    X(replay_max, "replay-max", INT, "100000", 16, 10000000, "most persisted events kept for replay") \
+    X(max_message, "max-message", INT, "1048576", 128, 67108864,                                   \
+      "largest client message in bytes (close 1009 above)")                                        \
+    X(send_queue, "send-queue", INT, "100", 4, 1000000,                                            \
+      "messages queued per connection before non-critical drops")                                  \
+    X(send_queue_bytes, "send-queue-bytes", INT, "4194304", 4096, 1073741824,                      \
+      "bytes queued per connection before non-critical drops")                                     \
+    X(conn_msg_rate, "conn-msg-rate", INT, "100", 0, 10000000,                                     \
+      "messages per second sent to one connection (0: unlimited; excess queued up to 5 s)")        \
+    X(global_msg_rate, "global-msg-rate", INT, "10000", 0, 100000000,                              \
+      "events per second accepted into the hub from all sources (0: unlimited)")                   \
+    X(conn_rate, "conn-rate", INT, "10", 0, 100000000, "new connections per minute per IP (429 above; 0: unlimited)") \
+    X(max_connections, "max-connections", INT, "20000", 1, 1000000,                                \
+      "connections per instance (503 with Retry-After above)")                                     \
+    X(user_conns, "user-conns", INT, "5", 0, 100000000, "concurrent connections per user (429 above; 0: unlimited)") \
+    X(handshake_timeout, "handshake-timeout", INT, "10", 1, 300,                                   \
+      "seconds a client may take to send its HTTP request")                                        \
+    X(max_header, "max-header", INT, "8192", 1024, 65536, "largest HTTP request head in bytes (431 above)") \
+    X(scrollback, "scrollback", INT, "65536", 0, 16777216,                                         \
+      "bytes of terminal output kept per task for late joiners")                                   \
+    X(progress_interval, "progress-interval", INT, "100", 1, 10000,                                \
+      "milliseconds over which progress updates of one task are coalesced")
+
+typedef struct config {
+#define CONFIG_FIELD_STR(field) const char *field;
+#define CONFIG_FIELD_INT(field) long field;
+#define CONFIG_FIELD_BOOL(field) int field;
+#define CONFIG_FIELD_(field, name, kind, def, min, max, help) CONFIG_FIELD_##kind(field)
+    CONFIG_OPTIONS(CONFIG_FIELD_)
+#undef CONFIG_FIELD_
+    char hostname[256];
+} config;
+
+/* Fills cfg from defaults, then RINGSIDE_* environment, then argv (argv[0] is skipped; a leading
+ * "serve" is accepted).  On error writes one line naming the option to errbuf and returns -1;
+ * returns 1 if --help or --version was handled (printed to out), 0 on success. */
+int config_load(config *cfg, int argc, char **argv, FILE *out, char *errbuf, size_t errlen);
+
+/* Prints the help text (every option with its default and env name). */
+void config_print_help(FILE *out);
+
+/* Prints a .env.example (every RINGSIDE_* variable with its default, commented). */
+void config_print_env_example(FILE *out);
+
+#endif

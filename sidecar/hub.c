@@ -1,0 +1,1186 @@
+#include "hub.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+#define TERM_CHUNK 4096        /* largest terminal frame (B6) */
+#define ENDED_TASKS_KEPT 32    /* ended tasks kept per agent for late terminal viewers */
+#define TERMINAL_OPCODE 2      /* binary frames */
+
+static const char *const status_names[] = {"idle",      "working",   "stuck",
+                                           "failed",    "completed", "cancelled"};
+
+static const char *status_name(unsigned s)
+{
+    return s < ARRAY_LEN(status_names) ? status_names[s] : "unknown";
+}
+
+typedef struct task {
+    char id[IPC_ID_MAX + 1];
+    char title[IPC_TEXT_MAX + 1];
+    int ended;
+    uint8_t outcome;
+    int32_t exit_code;
+    uint64_t started_ns, ended_ns;
+    /* progress */
+    int has_progress;
+    uint32_t cur, total;
+    char message[IPC_TEXT_MAX + 1];
+    uint64_t progress_ts_ns;
+    uint64_t rate_t0_ns; /* first progress observation, for the ETA */
+    uint32_t rate_step0;
+    int progress_dirty;
+    uint64_t progress_sent_mono;
+    /* terminal scrollback: bytes [sb_start, sb_end) by absolute position */
+    unsigned char *sb;
+    size_t sb_cap;
+    uint64_t sb_start, sb_end;
+    uint64_t term_lost;
+    conn *subs; /* terminal subscribers */
+    struct agent *agent;
+    struct task *next;
+} task;
+
+typedef struct agent {
+    char id[IPC_ID_MAX + 1];
+    char project[IPC_ID_MAX + 1];
+    char owner[IPC_ID_MAX + 1];
+    int has_status;
+    uint8_t status;
+    char detail[IPC_TEXT_MAX + 1];
+    uint64_t status_ts_ns;
+    int rings; /* attached rings (processes) of this agent */
+    task *tasks;
+    struct agent *next;
+} agent;
+
+typedef struct replay_entry {
+    msg *m;
+    uint64_t seq;
+    uint64_t mono_ns;
+    uint32_t type; /* FILTER_EV_* */
+    agent *a;      /* agents are never freed while the hub lives */
+} replay_entry;
+
+struct hub {
+    struct ev_loop *loop;
+    const config *cfg;
+    cluster *cl;            /* NULL in embedded mode */
+    int closing;
+    int cluster_up;         /* last hub_cluster_state() */
+    uint64_t cluster_seq;   /* last persisted seq delivered from the cluster stream */
+    char cluster_epoch[64];
+    agent *agents;
+    conn *event_subs;
+    uint64_t seq;
+    char epoch[17];
+    replay_entry *replay;
+    size_t r_head, r_len, r_cap;
+    ev_timer progress_timer;
+    buf scratch;
+};
+
+static void share_agent(hub *h, const agent *a);
+static void replay_event(void *ud, const char *json, size_t len, uint64_t seq);
+static void replay_done(void *ud, int status, uint64_t last_seq, const char *epoch);
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+static agent *find_agent(hub *h, const ipc_identity *id, int create)
+{
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        if (strcmp(a->id, id->agent_id) == 0)
+            return a;
+    }
+    if (!create)
+        return NULL;
+    agent *a = xcalloc(1, sizeof *a);
+    snprintf(a->id, sizeof a->id, "%s", id->agent_id);
+    snprintf(a->project, sizeof a->project, "%s", id->project_id);
+    snprintf(a->owner, sizeof a->owner, "%s", id->owner);
+    a->next = h->agents;
+    h->agents = a;
+    return a;
+}
+
+static task *find_task(agent *a, const char *task_id)
+{
+    for (task *t = a->tasks; t != NULL; t = t->next) {
+        if (strcmp(t->id, task_id) == 0)
+            return t;
+    }
+    return NULL;
+}
+
+static void task_free(task *t)
+{
+    free(t->sb);
+    free(t);
+}
+
+/* Drops the oldest ended tasks beyond ENDED_TASKS_KEPT that nobody is watching. */
+static void trim_tasks(agent *a)
+{
+    unsigned ended = 0;
+    for (task *t = a->tasks; t != NULL; t = t->next)
+        ended += (unsigned)t->ended;
+    while (ended > ENDED_TASKS_KEPT) {
+        task **victim = NULL;
+        for (task **pp = &a->tasks; *pp != NULL; pp = &(*pp)->next) {
+            if ((*pp)->ended && (*pp)->subs == NULL &&
+                (victim == NULL || (*pp)->ended_ns < (*victim)->ended_ns))
+                victim = pp;
+        }
+        if (victim == NULL)
+            return;
+        task *t = *victim;
+        *victim = t->next;
+        task_free(t);
+        ended--;
+    }
+}
+
+static task *get_task(hub *h, agent *a, const char *task_id, uint64_t ts_ns)
+{
+    task *t = find_task(a, task_id);
+    if (t != NULL)
+        return t;
+    t = xcalloc(1, sizeof *t);
+    snprintf(t->id, sizeof t->id, "%s", task_id);
+    t->started_ns = ts_ns;
+    t->agent = a;
+    t->sb_cap = (size_t)h->cfg->scrollback;
+    t->next = a->tasks;
+    a->tasks = t;
+    return t;
+}
+
+static void common_fields(buf *b, const char *type, const agent *a, uint64_t ts_ns)
+{
+    char ts[40];
+    util_rfc3339(ts, sizeof ts, ts_ns);
+    buf_puts(b, "{");
+    json_kstr(b, "type", type);
+    json_kstr(b, "agent_id", a->id);
+    json_kstr(b, "project_id", a->project);
+    json_kstr(b, "timestamp", ts);
+    json_ku64(b, "ts_ns", ts_ns);
+}
+
+static void progress_fields(buf *b, const task *t)
+{
+    json_kstr(b, "task_id", t->id);
+    json_ku64(b, "current_step", t->cur);
+    json_ku64(b, "total_steps", t->total);
+    if (t->total > 0) {
+        double pct = 100.0 * (double)t->cur / (double)t->total;
+        json_kdbl(b, "progress_percent", pct > 100.0 ? 100.0 : pct, 1);
+    } else {
+        json_knull(b, "progress_percent");
+    }
+    json_kstr(b, "message", t->message);
+    /* ETA from the observed step rate since the first progress report. */
+    double elapsed = (double)(t->progress_ts_ns - t->rate_t0_ns) / 1e9;
+    if (t->total > 0 && t->cur > t->rate_step0 && elapsed > 0 && t->cur <= t->total) {
+        double rate = (double)(t->cur - t->rate_step0) / elapsed;
+        json_kdbl(b, "eta_seconds", (double)(t->total - t->cur) / rate, 1);
+    } else if (t->total > 0 && t->cur >= t->total) {
+        json_kdbl(b, "eta_seconds", 0.0, 1);
+    } else {
+        json_knull(b, "eta_seconds");
+    }
+}
+
+/* ---- fan-out --------------------------------------------------------------------------------- */
+
+#define HELD_MAX 4096 /* live events held per connection while its cluster replay runs */
+
+static void broadcast(hub *h, msg *m, uint32_t type, const agent *a)
+{
+    for (conn *c = h->event_subs; c != NULL; c = c->sub_next) {
+        if (!filter_match(&c->filt, type, a->id, a->project) || !conn_may_see(c, a->project, a->id))
+            continue;
+        if (c->replaying) {
+            if (c->n_held == HELD_MAX) {
+                c->held_overflow = 1;
+                continue;
+            }
+            if (c->held == NULL)
+                c->held = xcalloc(HELD_MAX, sizeof *c->held);
+            c->held[c->n_held++] = msg_ref(m);
+            continue;
+        }
+        conn_send(c, m);
+    }
+}
+
+static void replay_push(hub *h, msg *m, uint32_t type, agent *a)
+{
+    uint64_t now = util_mono_ns();
+    uint64_t window = (uint64_t)h->cfg->replay_window * 1000000000ull;
+    /* expire by age, then by count */
+    while (h->r_len > 0 && (now - h->replay[h->r_head].mono_ns > window ||
+                            h->r_len >= (size_t)h->cfg->replay_max)) {
+        msg_unref(h->replay[h->r_head].m);
+        h->r_head = (h->r_head + 1) % h->r_cap;
+        h->r_len--;
+    }
+    if (h->r_len == h->r_cap) {
+        size_t ncap = h->r_cap ? h->r_cap * 2 : 256;
+        replay_entry *n = xcalloc(ncap, sizeof *n);
+        for (size_t i = 0; i < h->r_len; i++)
+            n[i] = h->replay[(h->r_head + i) % h->r_cap];
+        free(h->replay);
+        h->replay = n;
+        h->r_cap = ncap;
+        h->r_head = 0;
+    }
+    replay_entry *e = &h->replay[(h->r_head + h->r_len) % h->r_cap];
+    e->m = msg_ref(m);
+    e->seq = m->seq;
+    e->mono_ns = now;
+    e->type = type;
+    e->a = a;
+    h->r_len++;
+}
+
+/* Delivers one finished event (JSON text) to matching local subscribers and, in embedded mode,
+ * keeps persisted ones for replay. */
+static void deliver_local(hub *h, agent *a, const char *json, size_t len, uint32_t type,
+                          msg_kind kind, int persisted, uint64_t seq, uint64_t ts_ns,
+                          uint64_t coalesce_key)
+{
+    msg *m = msg_new(json, len, 1, kind, persisted);
+    m->ts_ns = ts_ns;
+    m->coalesce_key = coalesce_key;
+    m->seq = seq;
+    if (persisted && h->cl == NULL)
+        replay_push(h, m, type, a);
+    g_metrics.events_in[kind]++;
+    broadcast(h, m, type, a);
+    msg_unref(m);
+}
+
+/* Finishes h->scratch (an event object without its closing brace and, if persisted, without
+ * seq/epoch) with this instance's own sequence and delivers it locally.  In cluster mode this is
+ * the fallback while Redis is unavailable: such events are marked stale. */
+static void publish_local(hub *h, agent *a, uint32_t type, msg_kind kind, int persisted,
+                          uint64_t ts_ns, uint64_t coalesce_key)
+{
+    buf *b = &h->scratch;
+    uint64_t seq = 0;
+    if (h->cl != NULL)
+        json_kbool(b, "stale", 1);
+    if (persisted) {
+        seq = ++h->seq;
+        json_ku64(b, "seq", seq);
+        json_kstr(b, "epoch", h->epoch);
+    }
+    buf_puts(b, "}");
+    deliver_local(h, a, b->data, b->len, type, kind, persisted, seq, ts_ns, coalesce_key);
+    buf_reset(b);
+}
+
+typedef struct pending_persist {
+    hub *h;
+    agent *a;
+    uint32_t type;
+    msg_kind kind;
+    uint64_t ts_ns;
+    size_t len;
+    char prefix[];
+} pending_persist;
+
+/* Redis assigned (or failed to assign) the event's sequence.  On success the event reaches every
+ * instance, this one included, through the ws:events subscription, in sequence order; on failure it
+ * is delivered locally with this instance's own sequence, marked stale. */
+static void persist_done(void *ud, int status, const char *json, size_t len, uint64_t seq,
+                         const char *epoch)
+{
+    (void)json;
+    (void)len;
+    (void)seq;
+    (void)epoch;
+    pending_persist *p = ud;
+    hub *h = p->h;
+    if (status != 0 && !h->closing) {
+        buf_reset(&h->scratch);
+        buf_append(&h->scratch, p->prefix, p->len);
+        publish_local(h, p->a, p->type, p->kind, 1, p->ts_ns, 0);
+    }
+    free(p);
+}
+
+/* Publishes h->scratch (see publish_local) and consumes it: through Redis when the cluster is
+ * available, else locally. */
+static void publish(hub *h, agent *a, uint32_t type, msg_kind kind, int persisted, uint64_t ts_ns,
+                    uint64_t coalesce_key)
+{
+    buf *b = &h->scratch;
+    if (h->cl != NULL && cluster_available(h->cl)) {
+        if (persisted) {
+            pending_persist *p = xmalloc(sizeof *p + b->len);
+            p->h = h;
+            p->a = a;
+            p->type = type;
+            p->kind = kind;
+            p->ts_ns = ts_ns;
+            p->len = b->len;
+            memcpy(p->prefix, b->data, b->len);
+            if (cluster_persist(h->cl, a->id, a->project, type, b->data, b->len, persist_done, p) ==
+                0) {
+                buf_reset(b);
+                return;
+            }
+            free(p);
+        } else {
+            buf_puts(b, "}");
+            cluster_publish(h->cl, type, b->data, b->len);
+            buf_reset(b);
+            return;
+        }
+    }
+    publish_local(h, a, type, kind, persisted, ts_ns, coalesce_key);
+}
+
+static void publish_status(hub *h, agent *a, uint8_t status, const char *detail, uint64_t ts_ns)
+{
+    buf *b = &h->scratch;
+    common_fields(b, "agent_status", a, ts_ns);
+    if (a->has_status)
+        json_kstr(b, "old_status", status_name(a->status));
+    else
+        json_knull(b, "old_status");
+    json_kstr(b, "new_status", status_name(status));
+    json_kstr(b, "detail", detail);
+    a->has_status = 1;
+    a->status = status;
+    snprintf(a->detail, sizeof a->detail, "%s", detail);
+    a->status_ts_ns = ts_ns;
+    publish(h, a, FILTER_EV_STATUS, MSG_STATUS, 1, ts_ns, 0);
+    share_agent(h, a);
+}
+
+static void send_progress(hub *h, task *t)
+{
+    agent *a = t->agent;
+    buf *b = &h->scratch;
+    common_fields(b, "progress", a, t->progress_ts_ns);
+    progress_fields(b, t);
+    t->progress_dirty = 0;
+    t->progress_sent_mono = util_mono_ns();
+    /* The key lets a connection's queue replace an older value of the same task (B8). */
+    uint64_t key = (uint64_t)(uintptr_t)t | 1u;
+    publish(h, a, FILTER_EV_PROGRESS, MSG_PROGRESS, 0, t->progress_ts_ns, key);
+}
+
+static void terminal_end_for(hub *h, conn *c, task *t);
+
+static void end_task(hub *h, agent *a, task *t, uint8_t outcome, int32_t exit_code, uint64_t ts_ns)
+{
+    if (t->ended)
+        return;
+    if (t->progress_dirty)
+        send_progress(h, t);
+    t->ended = 1;
+    t->outcome = outcome;
+    t->exit_code = exit_code;
+    t->ended_ns = ts_ns;
+    buf *b = &h->scratch;
+    common_fields(b, "task_ended", a, ts_ns);
+    json_kstr(b, "task_id", t->id);
+    json_kstr(b, "outcome", status_name(outcome));
+    json_ki64(b, "exit_code", exit_code);
+    publish(h, a, FILTER_EV_TASK_ENDED, MSG_TASK, 1, ts_ns, 0);
+    for (conn *c = t->subs, *next; c != NULL; c = next) {
+        next = c->sub_next;
+        if (!c->term_behind && !c->paused)
+            terminal_end_for(h, c, t);
+    }
+    trim_tasks(a);
+}
+
+/* ---- terminal -------------------------------------------------------------------------------- */
+
+static void sb_append(task *t, const uint8_t *data, size_t len)
+{
+    if (t->sb_cap == 0) {
+        t->sb_start = t->sb_end += len;
+        return;
+    }
+    if (t->sb == NULL)
+        t->sb = xmalloc(t->sb_cap);
+    if (len > t->sb_cap) {
+        data += len - t->sb_cap;
+        t->sb_end += len - t->sb_cap;
+        len = t->sb_cap;
+    }
+    for (size_t i = 0; i < len;) {
+        size_t off = (size_t)(t->sb_end % t->sb_cap);
+        size_t n = t->sb_cap - off;
+        if (n > len - i)
+            n = len - i;
+        memcpy(t->sb + off, data + i, n);
+        i += n;
+        t->sb_end += n;
+    }
+    if (t->sb_end - t->sb_start > t->sb_cap)
+        t->sb_start = t->sb_end - t->sb_cap;
+}
+
+static void terminal_end_for(hub *h, conn *c, task *t)
+{
+    (void)h;
+    buf b;
+    buf_init(&b);
+    common_fields(&b, "task_ended", t->agent, t->ended_ns);
+    json_kstr(&b, "task_id", t->id);
+    json_kstr(&b, "outcome", status_name(t->outcome));
+    json_ki64(&b, "exit_code", t->exit_code);
+    buf_puts(&b, "}");
+    conn_send_text(c, b.data, b.len, MSG_TASK, 1);
+    buf_free(&b);
+    conn_close_ws(c, 1000, CLOSE_TASK_ENDED, "task ended");
+}
+
+static void send_gap(conn *c, const char *reason, uint64_t bytes)
+{
+    char json[128];
+    int n = snprintf(json, sizeof json, "{\"type\":\"gap\",\"reason\":\"%s\",\"bytes\":%llu}", reason,
+                     (unsigned long long)bytes);
+    conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
+}
+
+static void term_bytes(hub *h, task *t, const uint8_t *data, size_t len, uint64_t ts_ns)
+{
+    (void)h;
+    uint64_t pos = t->sb_end;
+    sb_append(t, data, len);
+    msg *m = NULL;
+    for (conn *c = t->subs; c != NULL; c = c->sub_next) {
+        if (c->paused || c->term_behind || c->term_pos != pos)
+            continue;
+        if (m == NULL) {
+            m = msg_new(data, len, TERMINAL_OPCODE, MSG_TERMINAL, 0);
+            m->ts_ns = ts_ns;
+        }
+        c->term_pos = pos + len;
+        uint64_t drops = c->drops_total;
+        conn_send(c, m);
+        if (c->drops_total != drops)
+            c->term_pos = pos; /* dropped: catch up from scrollback once the queue drains */
+    }
+    if (m != NULL)
+        g_metrics.events_in[MSG_TERMINAL]++;
+    msg_unref(m);
+}
+
+void hub_conn_drained(hub *h, conn *c)
+{
+    if (c->endpoint != EP_TERMINAL || c->sub_owner == NULL || c->state != CONN_WS)
+        return;
+    task *t = c->sub_owner;
+    if (c->paused)
+        return;
+    size_t room = (size_t)h->cfg->send_queue / 2;
+    if (room == 0)
+        room = 1;
+    if (c->term_pos < t->sb_start) {
+        send_gap(c, "scrollback_overrun", t->sb_start - c->term_pos);
+        c->term_pos = t->sb_start;
+    }
+    while (c->term_pos < t->sb_end && c->q_len < room) {
+        size_t n = (size_t)(t->sb_end - c->term_pos);
+        if (n > TERM_CHUNK)
+            n = TERM_CHUNK;
+        unsigned char tmp[TERM_CHUNK];
+        for (size_t i = 0; i < n;) {
+            size_t off = (size_t)((c->term_pos + i) % t->sb_cap);
+            size_t k = t->sb_cap - off;
+            if (k > n - i)
+                k = n - i;
+            memcpy(tmp + i, t->sb + off, k);
+            i += k;
+        }
+        msg *m = msg_new(tmp, n, TERMINAL_OPCODE, MSG_TERMINAL, 1);
+        conn_send(c, m);
+        msg_unref(m);
+        c->term_pos += n;
+    }
+    if (c->term_pos == t->sb_end) {
+        c->term_behind = 0;
+        if (t->ended)
+            terminal_end_for(h, c, t);
+    }
+}
+
+/* ---- ring side -------------------------------------------------------------------------------- */
+
+void hub_ring_attached(hub *h, const ipc_identity *id)
+{
+    agent *a = find_agent(h, id, 1);
+    a->rings++;
+}
+
+void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
+{
+    agent *a = find_agent(h, id, 1);
+    switch (ev->type) {
+    case IPC_EV_STATUS:
+        publish_status(h, a, ev->status, ev->detail, ev->ts_ns);
+        break;
+    case IPC_EV_TASK_START: {
+        task *t = find_task(a, ev->task_id);
+        if (t != NULL && !t->ended)
+            break; /* a second process of the agent re-announcing a running task */
+        if (t != NULL && ev->ts_ns <= t->ended_ns)
+            break; /* a late-read start from another process, older than the end we saw */
+        if (t != NULL) {
+            /* restarted task id: start over */
+            t->ended = 0;
+            t->has_progress = 0;
+            t->cur = t->total = 0;
+            t->message[0] = '\0';
+        }
+        t = get_task(h, a, ev->task_id, ev->ts_ns);
+        t->started_ns = ev->ts_ns;
+        snprintf(t->title, sizeof t->title, "%s", ev->detail);
+        buf *b = &h->scratch;
+        common_fields(b, "task_started", a, ev->ts_ns);
+        json_kstr(b, "task_id", t->id);
+        json_kstr(b, "title", t->title);
+        publish(h, a, FILTER_EV_TASK_STARTED, MSG_TASK, 1, ev->ts_ns, 0);
+        break;
+    }
+    case IPC_EV_TASK_END: {
+        task *t = get_task(h, a, ev->task_id, ev->ts_ns);
+        end_task(h, a, t, ev->status, ev->exit_code, ev->ts_ns);
+        break;
+    }
+    case IPC_EV_PROGRESS: {
+        task *t = get_task(h, a, ev->task_id, ev->ts_ns);
+        if (t->ended)
+            break;
+        if (!t->has_progress || ev->current_step < t->rate_step0) {
+            t->rate_t0_ns = ev->ts_ns;
+            t->rate_step0 = ev->current_step;
+        }
+        t->has_progress = 1;
+        t->cur = ev->current_step;
+        t->total = ev->total_steps;
+        snprintf(t->message, sizeof t->message, "%s", ev->detail);
+        t->progress_ts_ns = ev->ts_ns;
+        uint64_t interval = (uint64_t)h->cfg->progress_interval * 1000000ull;
+        if (util_mono_ns() - t->progress_sent_mono >= interval) {
+            send_progress(h, t); /* leading edge: the first update is not delayed */
+        } else {
+            t->progress_dirty = 1; /* trailing edge: the timer sends the latest value */
+            if (!ev_is_active(&h->progress_timer)) {
+                ev_timer_set(&h->progress_timer, (double)h->cfg->progress_interval / 1000.0, 0.);
+                ev_timer_start(h->loop, &h->progress_timer);
+            }
+        }
+        break;
+    }
+    case IPC_EV_TERM: {
+        task *t = get_task(h, a, ev->task_id, ev->ts_ns);
+        term_bytes(h, t, ev->bytes, ev->len, ev->ts_ns);
+        break;
+    }
+    case IPC_EV_TERM_GAP: {
+        task *t = get_task(h, a, ev->task_id, ev->ts_ns);
+        t->term_lost += ev->lost;
+        for (conn *c = t->subs; c != NULL; c = c->sub_next)
+            send_gap(c, "ring_overrun", ev->lost);
+        break;
+    }
+    case IPC_EV_LOST: {
+        buf *b = &h->scratch;
+        common_fields(b, "gap", a, ev->ts_ns ? ev->ts_ns : util_now_ns());
+        json_kstr(b, "reason", "ring_overrun");
+        json_ku64(b, "count", ev->lost);
+        publish(h, a, FILTER_EV_STATUS, MSG_CONTROL, 0, 0, 0);
+        break;
+    }
+    }
+}
+
+void hub_ring_detached(hub *h, const ipc_identity *id, int clean)
+{
+    agent *a = find_agent(h, id, 1);
+    if (a->rings > 0)
+        a->rings--;
+    if (a->rings > 0 || clean)
+        return;
+    g_metrics.agent_deaths++;
+    uint64_t now = util_now_ns();
+    log_warn("agent ended without closing", "\"agent\":\"%s\",\"project\":\"%s\",\"pid\":%d",
+             a->id, a->project, (int)id->pid);
+    for (task *t = a->tasks; t != NULL; t = t->next) {
+        if (!t->ended)
+            end_task(h, a, t, 3 /* failed */, -1, now);
+    }
+    if (!a->has_status || (a->status != 3 && a->status != 4 && a->status != 5))
+        publish_status(h, a, 3, "agent process ended without closing", now);
+}
+
+static void progress_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    hub *h = container_of(w, hub, progress_timer);
+    uint64_t now = util_mono_ns();
+    uint64_t interval = (uint64_t)h->cfg->progress_interval * 1000000ull;
+    double next = 0;
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        for (task *t = a->tasks; t != NULL; t = t->next) {
+            if (!t->progress_dirty)
+                continue;
+            if (now - t->progress_sent_mono >= interval) {
+                send_progress(h, t);
+            } else {
+                double left = (double)(interval - (now - t->progress_sent_mono)) / 1e9;
+                if (next == 0 || left < next)
+                    next = left;
+            }
+        }
+    }
+    if (next > 0) {
+        ev_timer_set(&h->progress_timer, next, 0.);
+        ev_timer_start(h->loop, &h->progress_timer);
+    }
+}
+
+/* ---- connection side ------------------------------------------------------------------------- */
+
+static void snapshot(hub *h, conn *c, buf *b)
+{
+    char ts[40];
+    uint64_t now = util_now_ns();
+    util_rfc3339(ts, sizeof ts, now);
+    buf_puts(b, "{");
+    json_kstr(b, "type", "snapshot");
+    json_kstr(b, "timestamp", ts);
+    json_ku64(b, "ts_ns", now);
+    json_kstr(b, "epoch", hub_epoch(h));
+    json_ku64(b, "seq", hub_seq(h));
+    json_kbool(b, "stale", h->cl != NULL && !h->cluster_up);
+    json_key(b, "agents");
+    buf_puts(b, "[");
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        if (!filter_match(&c->filt, FILTER_EV_ALL, a->id, a->project) ||
+            !conn_may_see(c, a->project, a->id))
+            continue;
+        buf_puts(b, b->data[b->len - 1] == '[' ? "{" : ",{");
+        json_kstr(b, "agent_id", a->id);
+        json_kstr(b, "project_id", a->project);
+        json_kstr(b, "owner", a->owner);
+        if (a->has_status) {
+            json_kstr(b, "status", status_name(a->status));
+            util_rfc3339(ts, sizeof ts, a->status_ts_ns);
+            json_kstr(b, "timestamp", ts);
+            json_ku64(b, "ts_ns", a->status_ts_ns);
+        } else {
+            json_knull(b, "status");
+        }
+        json_kstr(b, "detail", a->detail);
+        json_kbool(b, "alive", a->rings > 0);
+        json_key(b, "tasks");
+        buf_puts(b, "[");
+        for (task *t = a->tasks; t != NULL; t = t->next) {
+            if (t->ended)
+                continue;
+            buf_puts(b, b->data[b->len - 1] == '[' ? "{" : ",{");
+            json_kstr(b, "title", t->title);
+            json_kstr(b, "state", "running");
+            util_rfc3339(ts, sizeof ts, t->started_ns);
+            json_kstr(b, "started_at", ts);
+            progress_fields(b, t);
+            buf_puts(b, "}");
+        }
+        buf_puts(b, "]}");
+    }
+    buf_puts(b, "]}");
+}
+
+void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoch)
+{
+    c->sub_next = h->event_subs;
+    c->sub_prev = NULL;
+    if (h->event_subs != NULL)
+        h->event_subs->sub_prev = c;
+    h->event_subs = c;
+    c->sub_owner = h;
+    buf b;
+    buf_init(&b);
+    if (h->cl != NULL) {
+        /* B4: the snapshot first; then, resuming, the retained history up to the snapshot's seq
+         * read from the cluster stream, while live events are held back so none jumps the queue. */
+        snapshot(h, c, &b);
+        conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
+        buf_free(&b);
+        if (resume_seq > 0) {
+            c->replay_snap_seq = hub_seq(h);
+            c->replaying = 1;
+            if (cluster_replay(h->cl, resume_seq, epoch, replay_event, replay_done, c) != 0)
+                replay_done(c, -1, 0, "");
+        }
+        return;
+    }
+    int truncated = 0;
+    uint64_t oldest = h->r_len ? h->replay[h->r_head].seq : h->seq + 1;
+    if (resume_seq > 0) {
+        /* Every event after resume_seq must still be retained, in this epoch. */
+        truncated = strcmp(epoch, h->epoch) != 0 || resume_seq + 1 < oldest || resume_seq > h->seq;
+        if (truncated) {
+            buf_puts(&b, "{\"type\":\"replay_truncated\"");
+            json_kstr(&b, "epoch", h->epoch);
+            json_kstr(&b, "client_epoch", epoch);
+            json_ku64(&b, "from_seq", resume_seq);
+            json_ku64(&b, "oldest_seq", oldest);
+            json_ku64(&b, "to_seq", h->seq);
+            buf_puts(&b, "}");
+            conn_send_text(c, b.data, b.len, MSG_CONTROL, 1);
+            buf_reset(&b);
+        }
+    }
+    /* B4: the snapshot comes first; its seq says which persisted events it already reflects. */
+    snapshot(h, c, &b);
+    conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
+    buf_free(&b);
+    if (resume_seq > 0 && !truncated) {
+        for (size_t i = 0; i < h->r_len; i++) {
+            replay_entry *e = &h->replay[(h->r_head + i) % h->r_cap];
+            if (e->seq > resume_seq && filter_match(&c->filt, e->type, e->a->id, e->a->project) &&
+                conn_may_see(c, e->a->project, e->a->id))
+                conn_send(c, e->m);
+        }
+    }
+}
+
+int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id)
+{
+    task *found = NULL;
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        if (agent_id[0] != '\0' && strcmp(a->id, agent_id) != 0)
+            continue;
+        task *t = find_task(a, task_id);
+        if (t != NULL && (found == NULL || t->started_ns > found->started_ns))
+            found = t;
+    }
+    if (found == NULL)
+        return -1;
+    task *t = found;
+    if (!conn_may_see(c, t->agent->project, t->agent->id))
+        return -2;
+    c->sub_owner = t;
+    c->sub_prev = NULL;
+    c->sub_next = t->subs;
+    if (t->subs != NULL)
+        t->subs->sub_prev = c;
+    t->subs = c;
+    buf b;
+    buf_init(&b);
+    buf_puts(&b, "{");
+    json_kstr(&b, "type", "terminal");
+    json_kstr(&b, "task_id", t->id);
+    json_kstr(&b, "agent_id", t->agent->id);
+    json_kstr(&b, "project_id", t->agent->project);
+    json_ku64(&b, "scrollback_bytes", t->sb_end - t->sb_start);
+    json_ku64(&b, "lost_bytes", t->term_lost);
+    json_kbool(&b, "ended", t->ended);
+    buf_puts(&b, "}");
+    conn_send_text(c, b.data, b.len, MSG_CONTROL, 1);
+    buf_free(&b);
+    c->term_pos = t->sb_start;
+    c->term_behind = 1;
+    hub_conn_drained(h, c);
+    return 0;
+}
+
+void hub_unsubscribe(hub *h, conn *c)
+{
+    if (c->replaying && h->cl != NULL) {
+        cluster_replay_cancel(h->cl, c);
+        c->replaying = 0;
+    }
+    for (size_t i = 0; i < c->n_held; i++)
+        msg_unref(c->held[i]);
+    free(c->held);
+    c->held = NULL;
+    c->n_held = 0;
+    if (c->sub_owner == NULL)
+        return;
+    conn **head = c->endpoint == EP_EVENTS ? &h->event_subs : &((task *)c->sub_owner)->subs;
+    if (c->sub_prev != NULL)
+        c->sub_prev->sub_next = c->sub_next;
+    else
+        *head = c->sub_next;
+    if (c->sub_next != NULL)
+        c->sub_next->sub_prev = c->sub_prev;
+    c->sub_next = c->sub_prev = NULL;
+    c->sub_owner = NULL;
+}
+
+void hub_send_subscribed(hub *h, conn *c)
+{
+    (void)h;
+    buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"type\":\"subscribed\",\"filters\":{");
+    const filter_list *lists[] = {&c->filt.agents, &c->filt.projects};
+    const char *names[] = {"agent_ids", "project_ids"};
+    for (int i = 0; i < 2; i++) {
+        json_key(&b, names[i]);
+        buf_puts(&b, "[");
+        for (unsigned k = 0; k < lists[i]->n; k++) {
+            if (k > 0)
+                buf_puts(&b, ",");
+            json_str(&b, lists[i]->ids[k], strlen(lists[i]->ids[k]));
+        }
+        buf_puts(&b, "]");
+    }
+    json_key(&b, "event_types");
+    buf_puts(&b, "[");
+    int first = 1;
+    for (uint32_t bit = 1; bit <= FILTER_EV_TASK_ENDED; bit <<= 1) {
+        if (c->filt.types & bit) {
+            if (!first)
+                buf_puts(&b, ",");
+            json_str(&b, filter_type_name(bit), strlen(filter_type_name(bit)));
+            first = 0;
+        }
+    }
+    buf_puts(&b, "]}}");
+    conn_send_text(c, b.data, b.len, MSG_CONTROL, 1);
+    buf_free(&b);
+}
+
+const char *hub_epoch(const hub *h)
+{
+    return h->cl != NULL ? h->cluster_epoch : h->epoch;
+}
+
+uint64_t hub_seq(const hub *h)
+{
+    return h->cl != NULL ? h->cluster_seq : h->seq;
+}
+
+void hub_set_cluster(hub *h, cluster *cl)
+{
+    h->cl = cl;
+}
+
+/* ---- cluster side ------------------------------------------------------------------------------ */
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : "";
+}
+
+static uint64_t jint(json_t *o, const char *k)
+{
+    json_int_t v = json_integer_value(json_object_get(o, k));
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+static int status_parse(const char *name)
+{
+    for (unsigned i = 0; i < ARRAY_LEN(status_names); i++) {
+        if (strcmp(status_names[i], name) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Applies the state change an event from another instance describes. */
+static void apply_remote(hub *h, agent *a, const char *type, json_t *o, uint64_t ts_ns)
+{
+    if (strcmp(type, "agent_status") == 0) {
+        int st = status_parse(jstr(o, "new_status"));
+        if (st >= 0) {
+            a->has_status = 1;
+            a->status = (uint8_t)st;
+            snprintf(a->detail, sizeof a->detail, "%s", jstr(o, "detail"));
+            a->status_ts_ns = ts_ns;
+        }
+        return;
+    }
+    const char *task_id = jstr(o, "task_id");
+    if (!filter_id_valid(task_id, strlen(task_id)))
+        return;
+    task *t = get_task(h, a, task_id, ts_ns);
+    if (strcmp(type, "task_started") == 0) {
+        t->ended = 0;
+        t->started_ns = ts_ns;
+        snprintf(t->title, sizeof t->title, "%s", jstr(o, "title"));
+    } else if (strcmp(type, "task_ended") == 0) {
+        int st = status_parse(jstr(o, "outcome"));
+        t->ended = 1;
+        t->ended_ns = ts_ns;
+        t->outcome = st >= 0 ? (uint8_t)st : 3;
+        t->exit_code = (int32_t)json_integer_value(json_object_get(o, "exit_code"));
+        trim_tasks(a);
+    } else if (strcmp(type, "progress") == 0) {
+        t->has_progress = 1;
+        t->cur = (uint32_t)jint(o, "current_step");
+        t->total = (uint32_t)jint(o, "total_steps");
+        snprintf(t->message, sizeof t->message, "%s", jstr(o, "message"));
+        t->progress_ts_ns = ts_ns;
+    }
+}
+
+void hub_remote_event(hub *h, const char *origin, uint32_t type, const char *json, size_t len)
+{
+    (void)type;
+    json_error_t err;
+    json_t *o = json_loadb(json, len, 0, &err);
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        log_warn("cluster event is not a JSON object: ignored", "\"origin\":\"%s\"", origin);
+        return;
+    }
+    const char *etype = jstr(o, "type");
+    const char *agent_id = jstr(o, "agent_id");
+    const char *project_id = jstr(o, "project_id");
+    if (!filter_id_valid(agent_id, strlen(agent_id)) ||
+        !filter_id_valid(project_id, strlen(project_id))) {
+        json_decref(o);
+        return;
+    }
+    ipc_identity id;
+    memset(&id, 0, sizeof id);
+    snprintf(id.agent_id, sizeof id.agent_id, "%s", agent_id);
+    snprintf(id.project_id, sizeof id.project_id, "%s", project_id);
+    agent *a = find_agent(h, &id, 1);
+    uint64_t ts_ns = jint(o, "ts_ns");
+    if (strcmp(origin, h->cfg->instance_id) != 0)
+        apply_remote(h, a, etype, o, ts_ns);
+    uint32_t ftype;
+    msg_kind kind;
+    int persisted = 0;
+    uint64_t key = 0;
+    if (strcmp(etype, "agent_status") == 0) {
+        ftype = FILTER_EV_STATUS, kind = MSG_STATUS, persisted = 1;
+    } else if (strcmp(etype, "task_started") == 0) {
+        ftype = FILTER_EV_TASK_STARTED, kind = MSG_TASK, persisted = 1;
+    } else if (strcmp(etype, "task_ended") == 0) {
+        ftype = FILTER_EV_TASK_ENDED, kind = MSG_TASK, persisted = 1;
+    } else if (strcmp(etype, "progress") == 0) {
+        ftype = FILTER_EV_PROGRESS, kind = MSG_PROGRESS;
+        task *t = find_task(a, jstr(o, "task_id"));
+        key = t != NULL ? ((uint64_t)(uintptr_t)t | 1u) : 0;
+    } else {
+        ftype = FILTER_EV_STATUS, kind = MSG_CONTROL;
+    }
+    uint64_t seq = persisted ? jint(o, "seq") : 0;
+    if (persisted) {
+        const char *epoch = jstr(o, "epoch");
+        if (seq > h->cluster_seq || strcmp(epoch, h->cluster_epoch) != 0) {
+            h->cluster_seq = seq;
+            snprintf(h->cluster_epoch, sizeof h->cluster_epoch, "%s", epoch);
+        }
+    }
+    deliver_local(h, a, json, len, ftype, kind, persisted, seq, ts_ns, key);
+    json_decref(o);
+}
+
+void hub_remote_agent(hub *h, const char *json, size_t len)
+{
+    json_error_t err;
+    json_t *o = json_loadb(json, len, 0, &err);
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        return;
+    }
+    const char *agent_id = jstr(o, "agent_id");
+    const char *project_id = jstr(o, "project_id");
+    if (filter_id_valid(agent_id, strlen(agent_id)) &&
+        filter_id_valid(project_id, strlen(project_id))) {
+        ipc_identity id;
+        memset(&id, 0, sizeof id);
+        snprintf(id.agent_id, sizeof id.agent_id, "%s", agent_id);
+        snprintf(id.project_id, sizeof id.project_id, "%s", project_id);
+        agent *a = find_agent(h, &id, 1);
+        if (a->rings == 0) { /* a local agent's own state is authoritative here */
+            int st = status_parse(jstr(o, "status"));
+            if (st >= 0) {
+                a->has_status = 1;
+                a->status = (uint8_t)st;
+                a->status_ts_ns = jint(o, "ts_ns");
+            }
+            snprintf(a->detail, sizeof a->detail, "%s", jstr(o, "detail"));
+            snprintf(a->owner, sizeof a->owner, "%s", jstr(o, "owner"));
+        }
+    }
+    json_decref(o);
+}
+
+void hub_cluster_state(hub *h, int available)
+{
+    if (h->cluster_up == available)
+        return;
+    h->cluster_up = available;
+    log_write(available ? LOG_INFO : LOG_WARN,
+              available ? "cluster view complete" : "cluster view incomplete: events are stale",
+              NULL);
+    /* Clients get a fresh snapshot whenever the cluster view changes, marked stale or not. */
+    buf b;
+    buf_init(&b);
+    for (conn *c = h->event_subs; c != NULL; c = c->sub_next) {
+        buf_reset(&b);
+        snapshot(h, c, &b);
+        conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
+    }
+    buf_free(&b);
+}
+
+/* Stores a local agent's state in the cluster for other instances' snapshots. */
+static void share_agent(hub *h, const agent *a)
+{
+    if (h->cl == NULL || a->rings == 0)
+        return;
+    buf b;
+    buf_init(&b);
+    buf_puts(&b, "{");
+    json_kstr(&b, "agent_id", a->id);
+    json_kstr(&b, "project_id", a->project);
+    json_kstr(&b, "owner", a->owner);
+    if (a->has_status)
+        json_kstr(&b, "status", status_name(a->status));
+    else
+        json_knull(&b, "status");
+    json_kstr(&b, "detail", a->detail);
+    json_ku64(&b, "ts_ns", a->status_ts_ns);
+    json_kstr(&b, "instance", h->cfg->instance_id);
+    buf_puts(&b, "}");
+    cluster_put_agent(h->cl, a->id, b.data, b.len);
+    buf_free(&b);
+}
+
+/* ---- cluster resume ---------------------------------------------------------------------------- */
+
+static void replay_event(void *ud, const char *json, size_t len, uint64_t seq)
+{
+    conn *c = ud;
+    if (seq > c->replay_snap_seq)
+        return; /* newer than the snapshot: it comes live (held meanwhile) */
+    json_error_t err;
+    json_t *o = json_loadb(json, len, 0, &err);
+    if (o == NULL)
+        return;
+    const char *etype = jstr(o, "type");
+    uint32_t type = strcmp(etype, "agent_status") == 0   ? FILTER_EV_STATUS
+                    : strcmp(etype, "task_started") == 0 ? FILTER_EV_TASK_STARTED
+                                                         : FILTER_EV_TASK_ENDED;
+    const char *agent_id = jstr(o, "agent_id"), *project_id = jstr(o, "project_id");
+    if (filter_match(&c->filt, type, agent_id, project_id) &&
+        conn_may_see(c, project_id, agent_id)) {
+        msg *m = msg_new(json, len, 1, MSG_TASK, 1);
+        m->seq = seq;
+        conn_send(c, m);
+        msg_unref(m);
+    }
+    json_decref(o);
+}
+
+static void replay_done(void *ud, int status, uint64_t last_seq, const char *epoch)
+{
+    (void)last_seq;
+    (void)epoch;
+    conn *c = ud;
+    hub *h = c->srv->hub;
+    c->replaying = 0;
+    if (status != 0 || c->held_overflow) {
+        char json[160];
+        int n = snprintf(json, sizeof json,
+                         "{\"type\":\"replay_truncated\",\"epoch\":\"%s\",\"reason\":\"%s\"}",
+                         hub_epoch(h), status == 1 ? "window" : "unavailable");
+        conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
+        buf b;
+        buf_init(&b);
+        snapshot(h, c, &b);
+        conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
+        buf_free(&b);
+    }
+    for (size_t i = 0; i < c->n_held; i++) {
+        if (!c->held_overflow && (c->held[i]->seq == 0 || c->held[i]->seq > c->replay_snap_seq))
+            conn_send(c, c->held[i]);
+        msg_unref(c->held[i]);
+    }
+    free(c->held);
+    c->held = NULL;
+    c->n_held = 0;
+    c->held_overflow = 0;
+}
+
+void hub_render_metrics(buf *b, void *ud)
+{
+    hub *h = ud;
+    size_t agents = 0, tasks = 0, running = 0;
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        agents++;
+        for (task *t = a->tasks; t != NULL; t = t->next) {
+            tasks++;
+            running += (size_t)!t->ended;
+        }
+    }
+    buf_printf(b, "# HELP ringside_agents Agents known to this instance.\n"
+                  "# TYPE ringside_agents gauge\nringside_agents %zu\n",
+               agents);
+    buf_printf(b, "# HELP ringside_tasks_running Tasks started and not ended.\n"
+                  "# TYPE ringside_tasks_running gauge\nringside_tasks_running %zu\n",
+               running);
+    buf_printf(b, "# HELP ringside_replay_events Persisted events held for replay.\n"
+                  "# TYPE ringside_replay_events gauge\nringside_replay_events %zu\n",
+               h->r_len);
+    buf_printf(b, "# HELP ringside_sequence Last sequence number assigned.\n"
+                  "# TYPE ringside_sequence counter\nringside_sequence %llu\n",
+               (unsigned long long)h->seq);
+    (void)tasks;
+}
+
+hub *hub_new(struct ev_loop *loop, const config *cfg)
+{
+    hub *h = xcalloc(1, sizeof *h);
+    h->loop = loop;
+    h->cfg = cfg;
+    unsigned char rnd[8];
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(h->epoch, sizeof h->epoch, rnd, sizeof rnd);
+    buf_init(&h->scratch);
+    ev_timer_init(&h->progress_timer, progress_timer_cb, 0.1, 0.);
+    return h;
+}
+
+void hub_free(hub *h)
+{
+    if (h == NULL)
+        return;
+    h->closing = 1;
+    ev_timer_stop(h->loop, &h->progress_timer);
+    for (size_t i = 0; i < h->r_len; i++)
+        msg_unref(h->replay[(h->r_head + i) % h->r_cap].m);
+    free(h->replay);
+    while (h->agents != NULL) {
+        agent *a = h->agents;
+        h->agents = a->next;
+        while (a->tasks != NULL) {
+            task *t = a->tasks;
+            a->tasks = t->next;
+            task_free(t);
+        }
+        free(a);
+    }
+    buf_free(&h->scratch);
+    free(h);
+}

@@ -1,0 +1,769 @@
+#include "ws.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "cluster.h"
+#include "hub.h"
+#include "log.h"
+#include "server.h"
+#include "utf8.h"
+#include "util.h"
+
+/* Named limits (every one of them a reason in the logs when hit). */
+#define QUEUE_HARD_FACTOR 4        /* critical messages may exceed --send-queue up to 4× */
+#define SLOW_CLIENT_GRACE_NS (10ull * 1000000000ull) /* behind this long with drops → 4008 */
+#define QUEUE_TTL_NS (5ull * 1000000000ull) /* non-critical messages older than this are dropped */
+#define CLOSE_GRACE_S 5.0          /* wait this long for the peer's close frame */
+#define MAX_BAD_MESSAGES 20        /* invalid client messages before close 1008 */
+#define SUBSCRIBE_RATE 10.0        /* subscribe messages per second (B3) */
+
+static void feed(conn *c);
+
+/* ---- wslay callbacks ------------------------------------------------------------------------ */
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, int flags,
+                       void *user_data)
+{
+    (void)flags;
+    conn *c = user_data;
+    if (c->pre != NULL) {
+        size_t n = c->pre_len - c->pre_off;
+        if (n > len)
+            n = len;
+        memcpy(data, c->pre + c->pre_off, n);
+        c->pre_off += n;
+        if (c->pre_off == c->pre_len) {
+            free(c->pre);
+            c->pre = NULL;
+        }
+        c->bytes_in += n;
+        return (ssize_t)n;
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, data, len, 0);
+        if (n > 0) {
+            c->bytes_in += (uint64_t)n;
+            g_metrics.bytes_received += (uint64_t)n;
+            return n;
+        }
+        if (n == 0) {
+            if (c->state == CONN_WS) { /* a close we started keeps its own reason */
+                c->why = wslay_event_get_close_received(ctx) ? CLOSE_CLIENT : CLOSE_EOF;
+                c->closed_by = "client";
+            }
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        } else {
+            if (c->state == CONN_WS)
+                c->why = CLOSE_IO_ERROR;
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        }
+        return -1;
+    }
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *user_data)
+{
+    conn *c = user_data;
+    int f = MSG_NOSIGNAL | ((flags & WSLAY_MSG_MORE) ? MSG_MORE : 0);
+    for (;;) {
+        ssize_t n = send(c->fd, data, len, f);
+        if (n >= 0) {
+            c->bytes_out += (uint64_t)n;
+            g_metrics.bytes_sent += (uint64_t)n;
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        } else {
+            c->why = CLOSE_IO_ERROR;
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        }
+        return -1;
+    }
+}
+
+/* Source of the message being sent: reads from the shared msg without copying it per client. */
+static ssize_t fragment_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len,
+                           const union wslay_event_msg_source *source, int *eof, void *user_data)
+{
+    (void)ctx;
+    (void)source;
+    conn *c = user_data;
+    msg *m = c->sending;
+    if (m == NULL) {
+        *eof = 1;
+        return 0;
+    }
+    size_t n = m->len - c->sending_off;
+    if (n > len)
+        n = len;
+    memcpy(data, m->data + c->sending_off, n);
+    c->sending_off += n;
+    if (c->sending_off == m->len) {
+        *eof = 1;
+        g_metrics.sent[m->kind]++;
+        c->msgs_out++;
+        if (m->ts_ns != 0) {
+            uint64_t now = util_now_ns();
+            if (now > m->ts_ns)
+                metrics_observe_latency(now - m->ts_ns);
+        }
+        c->sending = NULL;
+        c->sending_off = 0;
+        msg_unref(m);
+    }
+    return (ssize_t)n;
+}
+
+static void send_error(conn *c, const char *code, const char *text)
+{
+    buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"type\":\"error\"");
+    json_kstr(&b, "error", code);
+    json_kstr(&b, "message", text);
+    buf_puts(&b, "}");
+    conn_send_text(c, b.data, b.len, MSG_CONTROL, 1);
+    buf_free(&b);
+}
+
+static void bad_message(conn *c, const char *code, const char *text)
+{
+    c->bad_messages++;
+    if (c->bad_messages > MAX_BAD_MESSAGES) {
+        conn_close_ws(c, 1008, CLOSE_POLICY, "too many invalid messages");
+        return;
+    }
+    send_error(c, code, text);
+}
+
+/* Reads a JSON array of ids into a filter list.  Returns 0 or -1 with err set. */
+static int read_id_array(json_t *arr, filter_list *out, const char *what, char *err, size_t errlen)
+{
+    out->n = 0;
+    if (arr == NULL || json_is_null(arr))
+        return 0;
+    if (!json_is_array(arr)) {
+        snprintf(err, errlen, "%s must be an array of ids", what);
+        return -1;
+    }
+    if (json_array_size(arr) > FILTER_MAX_IDS) {
+        snprintf(err, errlen, "%s: more than %d ids", what, FILTER_MAX_IDS);
+        return -1;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        const char *s = json_string_value(v);
+        if (s == NULL || !filter_id_valid(s, json_string_length(v))) {
+            snprintf(err, errlen, "%s[%zu] is not a valid id", what, i);
+            return -1;
+        }
+        snprintf(out->ids[out->n++], FILTER_ID_MAX + 1, "%s", s);
+    }
+    return 0;
+}
+
+static void handle_subscribe(conn *c, json_t *root)
+{
+    uint64_t now = util_mono_ns();
+    c->sub_tokens += (double)(now - c->sub_tokens_mono) / 1e9 * SUBSCRIBE_RATE;
+    if (c->sub_tokens > SUBSCRIBE_RATE)
+        c->sub_tokens = SUBSCRIBE_RATE;
+    c->sub_tokens_mono = now;
+    if (c->sub_tokens < 1.0) {
+        bad_message(c, "rate_limited", "at most 10 subscribe messages per second");
+        return;
+    }
+    c->sub_tokens -= 1.0;
+    filter f;
+    memset(&f, 0, sizeof f);
+    char err[160];
+    if (read_id_array(json_object_get(root, "agent_ids"), &f.agents, "agent_ids", err,
+                      sizeof err) != 0 ||
+        read_id_array(json_object_get(root, "project_ids"), &f.projects, "project_ids", err,
+                      sizeof err) != 0) {
+        bad_message(c, "bad_filter", err);
+        return;
+    }
+    f.types = FILTER_EV_ALL;
+    json_t *types = json_object_get(root, "event_types");
+    if (types != NULL && !json_is_null(types)) {
+        if (!json_is_array(types) || json_array_size(types) > FILTER_MAX_IDS) {
+            bad_message(c, "bad_filter", "event_types must be an array of type names");
+            return;
+        }
+        uint32_t mask = 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach(types, i, v)
+        {
+            uint32_t bit;
+            const char *s = json_string_value(v);
+            if (s == NULL || filter_parse_types(s, &bit, err, sizeof err) != 0 || strchr(s, ',')) {
+                bad_message(c, "bad_filter", s == NULL ? "event_types entries must be strings" : err);
+                return;
+            }
+            mask |= bit;
+        }
+        if (mask != 0)
+            f.types = mask;
+    }
+    if (c->has_ident && !c->ident.all_projects) {
+        for (unsigned i = 0; i < f.projects.n; i++) {
+            if (!auth_allows_project(&c->ident, f.projects.ids[i])) {
+                snprintf(err, sizeof err, "project_ids: you may not see project '%s'",
+                         f.projects.ids[i]);
+                bad_message(c, "forbidden", err);
+                return;
+            }
+        }
+    }
+    c->filt = f;
+    hub_send_subscribed(c->srv->hub, c);
+}
+
+static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn *c = container_of(w, conn, expiry_timer);
+    conn_close_ws(c, 4001, CLOSE_TOKEN_EXPIRED, "token expired: refresh it and reconnect");
+}
+
+/* Arms the token-expiry close (D1) for the connection's identity. */
+static void arm_expiry(conn *c)
+{
+    ev_timer_stop(c->srv->loop, &c->expiry_timer);
+    if (!c->has_ident)
+        return;
+    int64_t ttl = auth_identity_ttl(&c->ident, (int64_t)time(NULL));
+    if (ttl == INT64_MAX)
+        return;
+    ev_timer_set(&c->expiry_timer, ttl > 0 ? (double)ttl : 0.001, 0.);
+    ev_timer_start(c->srv->loop, &c->expiry_timer);
+}
+
+/* {"type":"auth","token":…}: refreshes the token of a live connection.  The new token must name
+ * the same user; permissions are recomputed from it and the expiry timer re-armed. */
+static void handle_auth(conn *c, json_t *root)
+{
+    if (c->srv->auth == NULL) {
+        bad_message(c, "unsupported", "authentication is disabled on this server");
+        return;
+    }
+    const char *tok = json_string_value(json_object_get(root, "token"));
+    if (tok == NULL) {
+        bad_message(c, "bad_message", "auth needs a \"token\" string");
+        return;
+    }
+    size_t len = strlen(tok);
+    auth_identity id;
+    memset(&id, 0, sizeof id);
+    int rc = auth_verify(c->srv->auth, tok, len, (int64_t)time(NULL), &id);
+    if (rc == AUTH_OK && strcmp(id.user, c->ident.user) != 0)
+        rc = AUTH_EBAD_CLAIMS;
+    if (rc != AUTH_OK) {
+        char fp[AUTH_FP_HEX + 1];
+        auth_fingerprint(tok, len, fp);
+        g_metrics.auth_failures++;
+        log_info("auth failure", "\"event\":\"auth_refresh_failure\",\"conn\":%llu,\"ip\":\"%s\","
+                 "\"user\":\"%s\",\"reason\":\"%s\",\"token_fp\":\"%s\"",
+                 (unsigned long long)c->id, c->ip, c->user, auth_strerror(rc), fp);
+        auth_identity_clear(&id);
+        bad_message(c, auth_public_reason(rc), auth_public_message(rc));
+        return;
+    }
+    auth_identity_clear(&c->ident);
+    c->ident = id;
+    arm_expiry(c);
+    char json[256];
+    int n = snprintf(json, sizeof json, "{\"type\":\"authenticated\",\"user\":\"%s\",\"exp\":%lld}",
+                     c->ident.user, (long long)c->ident.exp);
+    conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
+}
+
+static void handle_text(conn *c, const uint8_t *data, size_t len)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL || !json_is_object(root)) {
+        json_decref(root);
+        bad_message(c, "bad_json", "messages must be JSON objects with a \"type\"");
+        return;
+    }
+    const char *type = json_string_value(json_object_get(root, "type"));
+    if (type == NULL) {
+        bad_message(c, "bad_message", "missing \"type\"");
+    } else if (strcmp(type, "pong") == 0) {
+        c->missed_heartbeats = 0;
+        if (c->srv->cl != NULL)
+            cluster_conn_heartbeat(c->srv->cl, c);
+    } else if (strcmp(type, "subscribe") == 0 && c->endpoint == EP_EVENTS) {
+        handle_subscribe(c, root);
+    } else if (strcmp(type, "pause") == 0 && c->endpoint == EP_TERMINAL) {
+        c->paused = 1;
+    } else if (strcmp(type, "resume") == 0 && c->endpoint == EP_TERMINAL) {
+        c->paused = 0;
+        c->term_behind = 1;
+        hub_conn_drained(c->srv->hub, c);
+    } else if (strcmp(type, "auth") == 0) {
+        handle_auth(c, root);
+    } else {
+        bad_message(c, "unknown_type", "unknown message type");
+    }
+    json_decref(root);
+}
+
+static void on_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                           void *user_data)
+{
+    (void)ctx;
+    conn *c = user_data;
+    c->missed_heartbeats = 0; /* any traffic proves the peer is alive */
+    const uint8_t *data = arg->msg;
+    size_t len = arg->msg_length;
+    uint8_t *plain = NULL;
+    if ((arg->rsv & WSLAY_RSV1_BIT) &&
+        (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)) {
+        int rc = encode_inflate(&c->inf, &c->pmd, data, len, (size_t)c->srv->cfg->max_message,
+                                &plain, &len);
+        if (rc == -2) {
+            conn_close_ws(c, 1009, CLOSE_TOO_BIG, "inflated message too big");
+            return;
+        }
+        if (rc != 0) {
+            conn_close_ws(c, 1007, CLOSE_PROTOCOL, "corrupt compressed message");
+            return;
+        }
+        data = plain;
+    }
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+        if (!utf8_valid(data, len)) {
+            conn_close_ws(c, 1007, CLOSE_BAD_UTF8, "invalid UTF-8 in text message");
+            break;
+        }
+        handle_text(c, data, len);
+        break;
+    case WSLAY_BINARY_FRAME:
+        conn_close_ws(c, 1003, CLOSE_POLICY, "binary messages are not accepted");
+        break;
+    case WSLAY_CONNECTION_CLOSE:
+        if (c->state == CONN_WS) { /* the client started the close */
+            c->closed_by = "client";
+            c->why = CLOSE_CLIENT;
+            c->close_code = arg->status_code;
+            c->state = CONN_CLOSING;
+        }
+        break;
+    default:
+        break; /* ping answered by wslay; pong counted above */
+    }
+    free(plain);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static void rate_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn *c = container_of(w, conn, rate_timer);
+    conn_pump(c);
+}
+
+int ws_conn_init(conn *c)
+{
+    static const struct wslay_event_callbacks cbs = {
+        recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg_recv_cb};
+    if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0)
+        return -1;
+    const config *cfg = c->srv->cfg;
+    wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)cfg->max_message);
+    if (c->pmd.enabled)
+        wslay_event_config_set_allowed_rsv_bits(c->ws, WSLAY_RSV1_BIT);
+    c->q_cap = 16;
+    c->q = xcalloc(c->q_cap, sizeof *c->q);
+    c->state = CONN_WS;
+    c->tokens = cfg->conn_msg_rate > 0 ? (double)cfg->conn_msg_rate : 0;
+    c->tokens_mono = c->sub_tokens_mono = util_mono_ns();
+    c->sub_tokens = SUBSCRIBE_RATE;
+    c->counted_open = 1;
+    g_metrics.clients++;
+    g_metrics.connections_total++;
+    ev_timer_init(&c->rate_timer, rate_timer_cb, 0.01, 0.);
+    ev_timer_init(&c->expiry_timer, expiry_cb, 1., 0.);
+    arm_expiry(c);
+    ev_timer_stop(c->srv->loop, &c->timer);
+    ev_timer_set(&c->timer, (double)cfg->heartbeat_interval, (double)cfg->heartbeat_interval);
+    ev_timer_start(c->srv->loop, &c->timer);
+    log_info("client connected",
+             "\"event\":\"connect\",\"conn\":%llu,\"conn_id\":\"%s\",\"ip\":\"%s\",\"user\":\"%s\","
+             "\"endpoint\":\"%s\",\"task\":\"%s\"",
+             (unsigned long long)c->id, c->cid, c->ip, c->user,
+             c->endpoint == EP_EVENTS ? "events" : "terminal", c->task_id);
+    return 0;
+}
+
+void ws_conn_deinit(conn *c)
+{
+    if (c->ws != NULL) {
+        wslay_event_context_free(c->ws);
+        c->ws = NULL;
+    }
+    for (size_t i = 0; i < c->q_len; i++)
+        msg_unref(c->q[(c->q_head + i) % c->q_cap]);
+    free(c->q);
+    c->q = NULL;
+    c->q_len = 0;
+    msg_unref(c->sending);
+    c->sending = NULL;
+    free(c->pre);
+    c->pre = NULL;
+    encode_inflater_free(c->inf);
+    c->inf = NULL;
+}
+
+static void log_close(conn *c)
+{
+    double dur = (double)(util_mono_ns() - c->opened_mono) / 1e9;
+    log_info("client disconnected",
+             "\"event\":\"disconnect\",\"conn\":%llu,\"conn_id\":\"%s\",\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"reason\":\"%s\","
+             "\"code\":%u,\"detail\":\"%s\",\"closed_by\":\"%s\",\"duration_s\":%.3f,"
+             "\"bytes_in\":%llu,\"bytes_out\":%llu,\"messages_out\":%llu,\"dropped\":%llu",
+             (unsigned long long)c->id, c->cid, c->ip, c->user,
+             c->endpoint == EP_EVENTS ? "events" : "terminal", metrics_close_reason_name(c->why),
+             c->close_code, c->close_text, c->closed_by, dur, (unsigned long long)c->bytes_in,
+             (unsigned long long)c->bytes_out, (unsigned long long)c->msgs_out,
+             (unsigned long long)c->drops_total);
+}
+
+void conn_abort(conn *c, close_reason why, const char *text)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->counted_open) {
+        if (c->close_text[0] == '\0') {
+            c->why = why;
+            snprintf(c->close_text, sizeof c->close_text, "%s", text);
+        }
+        g_metrics.clients--;
+        g_metrics.disconnections[c->why]++;
+        log_close(c);
+        c->counted_open = 0;
+        ev_timer_stop(c->srv->loop, &c->rate_timer);
+        ev_timer_stop(c->srv->loop, &c->expiry_timer);
+        if (c->srv->cl != NULL)
+            cluster_conn_close(c->srv->cl, c);
+        server_ws_closed(c->srv);
+    } else if (log_enabled(LOG_DEBUG)) {
+        log_debug("connection closed", "\"conn\":%llu,\"ip\":\"%s\",\"detail\":\"%s\"",
+                  (unsigned long long)c->id, c->ip, text);
+    }
+    server_retire(c->srv, c);
+}
+
+void conn_close_ws(conn *c, uint16_t code, close_reason why, const char *text)
+{
+    if (c->state != CONN_WS)
+        return;
+    c->state = CONN_CLOSING;
+    c->why = why;
+    c->close_code = code;
+    snprintf(c->close_text, sizeof c->close_text, "%s", text);
+    wslay_event_queue_close(c->ws, code, (const uint8_t *)text, strlen(text));
+    ev_timer_stop(c->srv->loop, &c->timer);
+    ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
+    ev_timer_start(c->srv->loop, &c->timer);
+    conn_mark_dirty(c);
+}
+
+void ws_conn_schedule_shutdown(conn *c, double after_s)
+{
+    c->shutdown_pending = 1;
+    ev_timer_stop(c->srv->loop, &c->timer);
+    ev_timer_set(&c->timer, after_s, 0.);
+    ev_timer_start(c->srv->loop, &c->timer);
+}
+
+void ws_conn_timer(conn *c)
+{
+    const config *cfg = c->srv->cfg;
+    if (c->state == CONN_CLOSING) {
+        conn_abort(c, c->why, "close handshake timed out");
+        return;
+    }
+    if (c->shutdown_pending) {
+        c->shutdown_pending = 0;
+        char json[96];
+        /* Each client gets its own jittered delay so reconnects spread over the other pods. */
+        unsigned delay = 250 + randombytes_uniform(2750);
+        int n = snprintf(json, sizeof json, "{\"type\":\"shutdown\",\"reconnect_after_ms\":%u}", delay);
+        conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
+        conn_close_ws(c, 1001, CLOSE_DRAIN, "server shutting down");
+        return;
+    }
+    if (c->missed_heartbeats >= cfg->heartbeat_misses) {
+        conn_close_ws(c, 1008, CLOSE_HEARTBEAT, "heartbeat timeout");
+        return;
+    }
+    c->missed_heartbeats++;
+    char ts[40];
+    util_rfc3339(ts, sizeof ts, util_now_ns());
+    char json[96];
+    int n = snprintf(json, sizeof json, "{\"type\":\"heartbeat\",\"timestamp\":\"%s\"}", ts);
+    struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"rs", 2};
+    wslay_event_queue_msg(c->ws, &ping);
+    conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
+    ev_timer_again(c->srv->loop, &c->timer);
+}
+
+/* ---- the send queue ------------------------------------------------------------------------- */
+
+static void q_push(conn *c, msg *m)
+{
+    if (c->q_len == c->q_cap) {
+        size_t ncap = c->q_cap * 2;
+        msg **nq = xcalloc(ncap, sizeof *nq);
+        for (size_t i = 0; i < c->q_len; i++)
+            nq[i] = c->q[(c->q_head + i) % c->q_cap];
+        free(c->q);
+        c->q = nq;
+        c->q_cap = ncap;
+        c->q_head = 0;
+    }
+    c->q[(c->q_head + c->q_len) % c->q_cap] = msg_ref(m);
+    c->q_len++;
+    c->q_bytes += m->len;
+}
+
+static msg *q_pop(conn *c)
+{
+    msg *m = c->q[c->q_head];
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len--;
+    c->q_bytes -= m->len;
+    return m;
+}
+
+static void count_drop(conn *c, const msg *m)
+{
+    g_metrics.dropped[m->kind]++;
+    c->drops_unreported++;
+    c->drops_total++;
+    if (c->behind_since_mono == 0)
+        c->behind_since_mono = util_mono_ns();
+    if (m->kind == MSG_TERMINAL)
+        c->term_behind = 1;
+}
+
+void conn_send(conn *c, msg *m)
+{
+    if (c->state != CONN_WS)
+        return;
+    const config *cfg = c->srv->cfg;
+    size_t soft = (size_t)cfg->send_queue;
+    size_t soft_bytes = (size_t)cfg->send_queue_bytes;
+    /* Progress is coalesced first: a newer value of the same task replaces the queued one. */
+    if (m->coalesce_key != 0) {
+        for (size_t i = 0; i < c->q_len; i++) {
+            msg **slot = &c->q[(c->q_head + i) % c->q_cap];
+            if ((*slot)->coalesce_key == m->coalesce_key) {
+                c->q_bytes -= (*slot)->len;
+                msg_unref(*slot);
+                *slot = msg_ref(m);
+                c->q_bytes += m->len;
+                g_metrics.coalesced++;
+                return;
+            }
+        }
+    }
+    int over = c->q_len >= soft || c->q_bytes + m->len > soft_bytes;
+    if (over && !m->critical) {
+        count_drop(c, m);
+    } else if (c->q_len >= soft * QUEUE_HARD_FACTOR || c->q_bytes + m->len > soft_bytes * 2) {
+        count_drop(c, m);
+        conn_close_ws(c, 4008, CLOSE_SLOW, "client cannot keep up (critical queue full)");
+        return;
+    } else {
+        q_push(c, m);
+    }
+    if (c->behind_since_mono != 0 &&
+        util_mono_ns() - c->behind_since_mono > SLOW_CLIENT_GRACE_NS) {
+        conn_close_ws(c, 4008, CLOSE_SLOW, "client cannot keep up");
+        return;
+    }
+    conn_mark_dirty(c);
+}
+
+void conn_send_text(conn *c, const char *json, size_t len, msg_kind kind, int critical)
+{
+    msg *m = msg_new(json, len, WSLAY_TEXT_FRAME, kind, critical);
+    conn_send(c, m);
+    msg_unref(m);
+}
+
+/* Moves queued messages into wslay, one at a time, honouring pause and the outbound rate. */
+static void feed(conn *c)
+{
+    const config *cfg = c->srv->cfg;
+    if (c->state != CONN_WS)
+        return;
+    while (c->sending == NULL && wslay_event_get_queued_msg_count(c->ws) == 0) {
+        if (c->q_len == 0) {
+            c->behind_since_mono = 0;
+            if (c->drops_unreported > 0) {
+                char json[64];
+                int n = snprintf(json, sizeof json, "{\"type\":\"dropped\",\"count\":%llu}",
+                                 (unsigned long long)c->drops_unreported);
+                c->drops_unreported = 0;
+                msg *m = msg_new(json, (size_t)n, WSLAY_TEXT_FRAME, MSG_CONTROL, 1);
+                q_push(c, m);
+                msg_unref(m);
+                continue;
+            }
+            if (c->term_behind || c->endpoint == EP_TERMINAL)
+                hub_conn_drained(c->srv->hub, c);
+            if (c->q_len == 0)
+                return;
+            continue;
+        }
+        msg *m = c->q[c->q_head];
+        if (!m->critical) {
+            if (m->ts_ns != 0 && m->kind == MSG_PROGRESS && util_now_ns() > m->ts_ns + QUEUE_TTL_NS) {
+                count_drop(c, m);
+                msg_unref(q_pop(c));
+                continue;
+            }
+            if (cfg->conn_msg_rate > 0) {
+                uint64_t now = util_mono_ns();
+                double rate = (double)cfg->conn_msg_rate;
+                c->tokens += (double)(now - c->tokens_mono) / 1e9 * rate;
+                if (c->tokens > rate)
+                    c->tokens = rate;
+                c->tokens_mono = now;
+                if (c->tokens < 1.0) {
+                    if (!ev_is_active(&c->rate_timer)) {
+                        ev_timer_set(&c->rate_timer, (1.0 - c->tokens) / rate, 0.);
+                        ev_timer_start(c->srv->loop, &c->rate_timer);
+                    }
+                    return;
+                }
+                c->tokens -= 1.0;
+            }
+        }
+        /* Pick the wire form: each variant is computed once per broadcast and cached on m. */
+        msg *popped = q_pop(c);
+        msg *out = popped;
+        if (c->is_messagepack && out->kind != MSG_TERMINAL)
+            out = encode_msgpack(out);
+        uint8_t rsv = WSLAY_RSV_NONE;
+        if (c->pmd.enabled) {
+            msg *z = encode_deflate(out);
+            if (z != NULL) {
+                out = z;
+                rsv = WSLAY_RSV1_BIT;
+            }
+        }
+        c->sending = msg_ref(out);
+        msg_unref(popped);
+        c->sending_off = 0;
+        struct wslay_event_fragmented_msg fm;
+        memset(&fm, 0, sizeof fm);
+        fm.opcode = c->sending->opcode;
+        fm.source.data = c;
+        fm.read_callback = fragment_cb;
+        if (wslay_event_queue_fragmented_msg_ex(c->ws, &fm, rsv) != 0) {
+            msg_unref(c->sending);
+            c->sending = NULL;
+            return;
+        }
+    }
+}
+
+void conn_pump(conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->out != NULL) {
+        int r = server_flush_out(c);
+        if (r < 0) {
+            conn_abort(c, CLOSE_IO_ERROR, "write error during handshake");
+            return;
+        }
+        if (r == 0) {
+            ev_io_stop(c->srv->loop, &c->io);
+            ev_io_set(&c->io, c->fd, EV_READ | EV_WRITE);
+            ev_io_start(c->srv->loop, &c->io);
+            return;
+        }
+    }
+    for (int round = 0; round < 16; round++) {
+        uint64_t before_in = c->bytes_in, before_out = c->bytes_out;
+        if (wslay_event_want_read(c->ws) && wslay_event_recv(c->ws) != 0) {
+            conn_abort(c, c->why == CLOSE_CLIENT ? CLOSE_CLIENT : c->why, "connection lost");
+            return;
+        }
+        if (c->state == CONN_DEAD)
+            return;
+        feed(c);
+        if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
+            conn_abort(c, CLOSE_IO_ERROR, "write error");
+            return;
+        }
+        if (c->bytes_in == before_in && c->bytes_out == before_out)
+            break;
+    }
+    int want_read = wslay_event_want_read(c->ws);
+    int want_write = wslay_event_want_write(c->ws);
+    if (!want_read && !want_write) {
+        /* Close handshake done (or the protocol failed and wslay queued its close). */
+        if (c->close_code == 0)
+            c->close_code = wslay_event_get_status_code_sent(c->ws);
+        if (c->why == CLOSE_EOF && wslay_event_get_close_sent(c->ws) &&
+            c->close_code == WSLAY_CODE_PROTOCOL_ERROR)
+            c->why = CLOSE_PROTOCOL;
+        if (c->why == CLOSE_EOF && c->close_code == WSLAY_CODE_MESSAGE_TOO_BIG)
+            c->why = CLOSE_TOO_BIG;
+        conn_abort(c, c->why, "closed");
+        return;
+    }
+    if (!want_read && wslay_event_get_close_sent(c->ws) && !wslay_event_get_close_received(c->ws) &&
+        c->state == CONN_WS) {
+        /* wslay closed on a protocol error; we still flush the close frame. */
+        c->state = CONN_CLOSING;
+        uint16_t sent = wslay_event_get_status_code_sent(c->ws);
+        c->close_code = sent;
+        c->why = sent == WSLAY_CODE_MESSAGE_TOO_BIG ? CLOSE_TOO_BIG : CLOSE_PROTOCOL;
+        ev_timer_stop(c->srv->loop, &c->timer);
+        ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
+        ev_timer_start(c->srv->loop, &c->timer);
+    }
+    int events = (want_read ? EV_READ : 0) | (want_write ? EV_WRITE : 0);
+    if (!ev_is_active(&c->io) || c->io.events != events) {
+        ev_io_stop(c->srv->loop, &c->io);
+        ev_io_set(&c->io, c->fd, events);
+        ev_io_start(c->srv->loop, &c->io);
+    }
+}

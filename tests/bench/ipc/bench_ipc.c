@@ -1,0 +1,475 @@
+/*
+ * bench_ipc.c — ring benchmarks, each against a baseline measured in the same run:
+ *   1. status publish latency (ns, median / p99.9) with the reader awake (no syscall);
+ *   2. status records/s, one producer thread -> reader thread, vs ck_ring SPSC with the same
+ *      record size (408 B) and vs a pipe;
+ *   3. terminal bytes/s through a ring (4 KiB writes) vs memcpy of the same sizes;
+ *   4. publish -> sleeping reader wake latency vs a bare futex wake-to-run;
+ *   5. reader CPU with 100 idle agents (doorbell wait, 100 ms timeout).
+ * usage: bench_ipc [seconds_per_test]   (default 1; the ctest smoke entry uses 0.2)
+ */
+#include <ck_ring.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../unit/ipc/ipc_test_util.h"
+#include "ipc_layout.h"
+#include "ipc_writer.h"
+
+static double secs = 1.0;
+static char dir[PATH_MAX];
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static ipc_writer *open_writer(const char *agent, uint32_t slots, uint32_t rings, uint32_t rbytes)
+{
+    ipc_writer_config cfg = {.dir = dir, .agent_id = agent, .project_id = "bench",
+                             .log_slots = slots, .term_rings = rings, .term_ring_bytes = rbytes};
+    ipc_writer *w;
+    if (ipc_writer_open(&cfg, &w) != IPC_OK) {
+        perror("writer");
+        exit(2);
+    }
+    return w;
+}
+
+/* ---- reader thread -------------------------------------------------------------------------- */
+typedef struct rd_ctx {
+    ipc_reader *r;
+    _Atomic int stop;
+    _Atomic uint64_t events, bytes;
+} rd_ctx;
+
+static void count_cb(void *ud, const ipc_event *ev)
+{
+    rd_ctx *c = ud;
+    atomic_fetch_add_explicit(&c->events, 1, memory_order_relaxed);
+    if (ev->type == IPC_EV_TERM) /* lost bytes (gaps) are not throughput */
+        atomic_fetch_add_explicit(&c->bytes, ev->len, memory_order_relaxed);
+}
+
+static void *reader_main(void *arg)
+{
+    rd_ctx *c = arg;
+    while (!atomic_load(&c->stop))
+        if (ipc_reader_poll(c->r, 1024, count_cb, c) == 0)
+            sched_yield();
+    return NULL;
+}
+
+static ipc_reader *open_reader_for(ipc_writer *w)
+{
+    ipc_reader *r;
+    if (ipc_reader_open(ipc_writer_path(w), &r) != IPC_OK)
+        exit(2);
+    return r;
+}
+
+/* ---- 1. publish latency ------------------------------------------------------------------- */
+static void bench_publish_latency(double *median, double *p999)
+{
+    ipc_writer *w = open_writer("lat", 65536, UINT32_MAX, 0);
+    rd_ctx c = {.r = open_reader_for(w)};
+    pthread_t th;
+    pthread_create(&th, NULL, reader_main, &c);
+    enum { N = 200000 };
+    static uint64_t t[N];
+    /* timer overhead */
+    uint64_t ov[1000];
+    for (int i = 0; i < 1000; i++) {
+        uint64_t a = now_ns();
+        ov[i] = now_ns() - a;
+    }
+    qsort(ov, 1000, sizeof ov[0], cmp_u64);
+    int n = 0;
+    uint64_t end = now_ns() + (uint64_t)(secs * 1e9);
+    while (n < N && now_ns() < end) {
+        uint64_t a = now_ns();
+        (void)ipc_writer_status(w, (uint8_t)(n % 6), "working on it", 13);
+        t[n++] = now_ns() - a;
+    }
+    qsort(t, (size_t)n, sizeof t[0], cmp_u64);
+    *median = (double)t[n / 2] - (double)ov[500];
+    *p999 = (double)t[(size_t)((double)n * 0.999)] - (double)ov[500];
+    atomic_store(&c.stop, 1);
+    pthread_join(th, NULL);
+    ipc_reader_free(c.r);
+    ipc_writer_close(w);
+}
+
+/* ---- 2. records/s ------------------------------------------------------------------------- */
+static double bench_status_rate(void)
+{
+    ipc_writer *w = open_writer("rate", 65536, UINT32_MAX, 0);
+    rd_ctx c = {.r = open_reader_for(w)};
+    pthread_t th;
+    pthread_create(&th, NULL, reader_main, &c);
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    long n = 0;
+    while ((n & 255) != 0 || now_ns() < end) {
+        (void)ipc_writer_status(w, (uint8_t)(n % 6), "working on it", 13);
+        n++;
+    }
+    uint64_t t1 = now_ns();
+    atomic_store(&c.stop, 1);
+    pthread_join(th, NULL);
+    /* delivered = records received (drops when the reader falls behind are not counted) */
+    double rate = (double)atomic_load(&c.events) / ((double)(t1 - t0) / 1e9);
+    ipc_reader_free(c.r);
+    ipc_writer_close(w);
+    return rate;
+}
+
+typedef struct rec408 {
+    unsigned char b[408];
+} rec408;
+CK_RING_PROTOTYPE(rec408, rec408)
+
+static struct ck_ring ckr;
+static rec408 *ckbuf;
+static _Atomic int ck_stop;
+static _Atomic uint64_t ck_got;
+
+static void *ck_consumer(void *arg)
+{
+    (void)arg;
+    rec408 x;
+    uint64_t got = 0;
+    while (!atomic_load_explicit(&ck_stop, memory_order_relaxed) || ck_ring_size(&ckr) > 0) {
+        if (ck_ring_dequeue_spsc_rec408(&ckr, ckbuf, &x))
+            got++;
+    }
+    atomic_store(&ck_got, got);
+    return NULL;
+}
+
+static double bench_ck_rate(void)
+{
+    unsigned size = 65536;
+    ckbuf = calloc(size, sizeof *ckbuf);
+    ck_ring_init(&ckr, size);
+    pthread_t th;
+    atomic_store(&ck_stop, 0);
+    pthread_create(&th, NULL, ck_consumer, NULL);
+    rec408 x;
+    memset(&x, 7, sizeof x);
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    long n = 0;
+    while ((n & 255) != 0 || now_ns() < end) {
+        /* same work as a publish: build the record (the ring copies it) */
+        x.b[0] = (unsigned char)n;
+        while (!ck_ring_enqueue_spsc_rec408(&ckr, ckbuf, &x))
+            ;
+        n++;
+    }
+    atomic_store(&ck_stop, 1);
+    pthread_join(th, NULL);
+    uint64_t t1 = now_ns();
+    free(ckbuf);
+    return (double)atomic_load(&ck_got) / ((double)(t1 - t0) / 1e9);
+}
+
+static int pipe_fd[2];
+static void *pipe_consumer(void *arg)
+{
+    uint64_t *got = arg;
+    static unsigned char buf[408 * 64];
+    for (;;) {
+        ssize_t k = read(pipe_fd[0], buf, sizeof buf);
+        if (k <= 0)
+            break;
+        *got += (uint64_t)k;
+    }
+    return NULL;
+}
+
+static double bench_pipe_rate(void)
+{
+    if (pipe(pipe_fd) != 0)
+        exit(2);
+    uint64_t got = 0;
+    pthread_t th;
+    pthread_create(&th, NULL, pipe_consumer, &got);
+    unsigned char rec[408];
+    memset(rec, 1, sizeof rec);
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    long n = 0;
+    while ((n & 255) != 0 || now_ns() < end) {
+        if (write(pipe_fd[1], rec, sizeof rec) != (ssize_t)sizeof rec)
+            exit(2);
+        n++;
+    }
+    close(pipe_fd[1]);
+    pthread_join(th, NULL);
+    uint64_t t1 = now_ns();
+    close(pipe_fd[0]);
+    return (double)(got / sizeof rec) / ((double)(t1 - t0) / 1e9);
+}
+
+/* ---- 3. terminal bandwidth ---------------------------------------------------------------- */
+static double bench_term_rate(double *accepted)
+{
+    ipc_writer *w = open_writer("term", 0, 1, 4u << 20);
+    (void)ipc_writer_task_start(w, "t", 1, NULL, 0);
+    rd_ctx c = {.r = open_reader_for(w)};
+    pthread_t th;
+    pthread_create(&th, NULL, reader_main, &c);
+    static unsigned char buf[4096];
+    memset(buf, 'x', sizeof buf);
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    long n = 0;
+    while ((n & 63) != 0 || now_ns() < end) {
+        (void)ipc_writer_write(w, "t", 1, 1, buf, sizeof buf);
+        n++;
+    }
+    uint64_t t1 = now_ns();
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, NULL);
+    atomic_store(&c.stop, 1);
+    pthread_join(th, NULL);
+    double dt = (double)(t1 - t0) / 1e9;
+    *accepted = (double)n * sizeof buf / dt;
+    double rate = (double)atomic_load(&c.bytes) / dt;
+    ipc_reader_free(c.r);
+    ipc_writer_close(w);
+    return rate;
+}
+
+static double bench_memcpy_rate(void)
+{
+    size_t cap = 4u << 20;
+    unsigned char *ring = malloc(cap), *out = malloc(4096);
+    static unsigned char buf[4096];
+    memset(buf, 'x', sizeof buf);
+    memset(ring, 0, cap);
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    long n = 0;
+    size_t p = 0;
+    while ((n & 63) != 0 || now_ns() < end) {
+        memcpy(ring + p, buf, sizeof buf); /* in ... */
+        memcpy(out, ring + p, sizeof buf); /* ... and out, like a ring round trip */
+        p = (p + sizeof buf) & (cap - 1);
+        n++;
+    }
+    uint64_t t1 = now_ns();
+    volatile unsigned char sink = out[17];
+    (void)sink;
+    free(ring);
+    free(out);
+    return (double)n * sizeof buf / ((double)(t1 - t0) / 1e9);
+}
+
+/* ---- 4. wake latency ---------------------------------------------------------------------- */
+typedef struct wake_ctx {
+    ipc_reader *r;
+    ipc_doorbell *db;
+    _Atomic uint64_t t_pub;
+    _Atomic int stop, armed;
+    uint64_t lat[4096];
+    int n;
+} wake_ctx;
+
+static void noop_cb(void *ud, const ipc_event *ev)
+{
+    (void)ud;
+    (void)ev;
+}
+
+static void *wake_reader(void *arg)
+{
+    wake_ctx *c = arg;
+    while (!atomic_load(&c->stop)) {
+        while (ipc_reader_poll(c->r, 64, noop_cb, NULL) > 0)
+            ;
+        uint32_t s = ipc_doorbell_arm(c->db);
+        if (ipc_reader_pending(c->r)) {
+            ipc_doorbell_disarm(c->db);
+            continue;
+        }
+        atomic_store(&c->armed, 1);
+        int woke = ipc_doorbell_wait(c->db, s, 200);
+        uint64_t t = now_ns();
+        ipc_doorbell_disarm(c->db);
+        atomic_store(&c->armed, 0);
+        uint64_t tp = atomic_exchange(&c->t_pub, 0);
+        if (woke && tp && c->n < 4096)
+            c->lat[c->n++] = t - tp;
+    }
+    return NULL;
+}
+
+static double bench_wake(int samples)
+{
+    ipc_doorbell *db;
+    if (ipc_doorbell_open(dir, &db) != IPC_OK)
+        exit(2);
+    ipc_writer *w = open_writer("wake", 0, UINT32_MAX, 0); /* maps the doorbell at open */
+    wake_ctx *c = calloc(1, sizeof *c);
+    c->r = open_reader_for(w);
+    c->db = db;
+    pthread_t th;
+    pthread_create(&th, NULL, wake_reader, c);
+    struct timespec gap = {0, 2000000};
+    for (int i = 0; i < samples; i++) {
+        for (int k = 0; k < 1000 && !atomic_load(&c->armed); k++)
+            nanosleep(&(struct timespec){0, 100000}, NULL);
+        nanosleep(&gap, NULL); /* let it fall asleep in the kernel */
+        atomic_store(&c->t_pub, now_ns());
+        (void)ipc_writer_status(w, 1, NULL, 0);
+    }
+    nanosleep(&gap, NULL);
+    atomic_store(&c->stop, 1);
+    ipc_doorbell_ring(db);
+    pthread_join(th, NULL);
+    qsort(c->lat, (size_t)c->n, sizeof c->lat[0], cmp_u64);
+    double med = c->n ? (double)c->lat[c->n / 2] : 0;
+    ipc_reader_free(c->r);
+    ipc_writer_close(w);
+    ipc_doorbell_free(db);
+    free(c);
+    return med;
+}
+
+static _Atomic uint32_t fx_word;
+static _Atomic uint64_t fx_t;
+static _Atomic int fx_waiting, fx_stop;
+static uint64_t fx_lat[4096];
+static int fx_n;
+
+static void *futex_waiter(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&fx_stop)) {
+        uint32_t v = atomic_load(&fx_word);
+        atomic_store(&fx_waiting, 1);
+        struct timespec to = {0, 200000000};
+        syscall(SYS_futex, &fx_word, FUTEX_WAIT, v, &to, NULL, 0);
+        uint64_t t = now_ns();
+        atomic_store(&fx_waiting, 0);
+        uint64_t tp = atomic_exchange(&fx_t, 0);
+        if (tp && fx_n < 4096)
+            fx_lat[fx_n++] = t - tp;
+    }
+    return NULL;
+}
+
+static double bench_futex(int samples)
+{
+    pthread_t th;
+    pthread_create(&th, NULL, futex_waiter, NULL);
+    struct timespec gap = {0, 2000000};
+    for (int i = 0; i < samples; i++) {
+        for (int k = 0; k < 1000 && !atomic_load(&fx_waiting); k++)
+            nanosleep(&(struct timespec){0, 100000}, NULL);
+        nanosleep(&gap, NULL);
+        atomic_store(&fx_t, now_ns());
+        atomic_fetch_add(&fx_word, 1);
+        syscall(SYS_futex, &fx_word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    }
+    nanosleep(&gap, NULL);
+    atomic_store(&fx_stop, 1);
+    atomic_fetch_add(&fx_word, 1);
+    syscall(SYS_futex, &fx_word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    pthread_join(th, NULL);
+    qsort(fx_lat, (size_t)fx_n, sizeof fx_lat[0], cmp_u64);
+    return fx_n ? (double)fx_lat[fx_n / 2] : 0;
+}
+
+/* ---- 5. idle CPU ------------------------------------------------------------------------- */
+static double bench_idle(int agents)
+{
+    ipc_doorbell *db;
+    if (ipc_doorbell_open(dir, &db) != IPC_OK)
+        exit(2);
+    ipc_writer **w = calloc((size_t)agents, sizeof *w);
+    ipc_reader **r = calloc((size_t)agents, sizeof *r);
+    for (int i = 0; i < agents; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "idle%d", i);
+        ipc_writer_config cfg = {.dir = dir, .agent_id = id, .project_id = "b", .log_slots = 8,
+                                 .max_tasks = 1, .term_rings = UINT32_MAX};
+        if (ipc_writer_open(&cfg, &w[i]) != IPC_OK || ipc_reader_open(ipc_writer_path(w[i]), &r[i]) != IPC_OK)
+            exit(2);
+    }
+    struct rusage a, b;
+    getrusage(RUSAGE_THREAD, &a);
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
+    while (now_ns() < end) {
+        for (int i = 0; i < agents; i++)
+            while (ipc_reader_poll(r[i], 64, noop_cb, NULL) > 0)
+                ;
+        uint32_t s = ipc_doorbell_arm(db);
+        int p = 0;
+        for (int i = 0; i < agents && !p; i++)
+            p = ipc_reader_pending(r[i]);
+        if (!p)
+            ipc_doorbell_wait(db, s, 100);
+        ipc_doorbell_disarm(db);
+        for (int i = 0; i < agents; i++) /* liveness probe, as the sidecar does */
+            (void)ipc_reader_alive(r[i]);
+    }
+    getrusage(RUSAGE_THREAD, &b);
+    uint64_t t1 = now_ns();
+    double cpu = (double)(b.ru_utime.tv_sec - a.ru_utime.tv_sec + b.ru_stime.tv_sec - a.ru_stime.tv_sec) +
+                 (double)(b.ru_utime.tv_usec - a.ru_utime.tv_usec + b.ru_stime.tv_usec - a.ru_stime.tv_usec) / 1e6;
+    for (int i = 0; i < agents; i++) {
+        ipc_reader_free(r[i]);
+        unlink(ipc_writer_path(w[i]));
+        ipc_writer_close(w[i]);
+    }
+    free(w);
+    free(r);
+    ipc_doorbell_free(db);
+    return 100.0 * cpu / ((double)(t1 - t0) / 1e9);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1)
+        secs = atof(argv[1]);
+    if (secs <= 0)
+        secs = 1;
+    tu_mkdir(dir);
+    int wake_samples = secs < 0.5 ? 20 : 200;
+    double med, p999;
+    bench_publish_latency(&med, &p999);
+    double st = bench_status_rate(), ck = bench_ck_rate(), pp = bench_pipe_rate();
+    double acc, tr = bench_term_rate(&acc), mc = bench_memcpy_rate();
+    double wk = bench_wake(wake_samples), fx = bench_futex(wake_samples);
+    double idle = bench_idle(100);
+    printf("| metric | ringside | baseline | ratio | goal |\n|---|---|---|---|---|\n");
+    printf("| status publish, median (ns) | %.0f | — | — | <= 50 |\n", med);
+    printf("| status publish, p99.9 (ns) | %.0f | — | — | <= 1000 |\n", p999);
+    printf("| status records/s, 1 producer thread | %.2f M | ck_ring SPSC 408 B: %.2f M | %.0f %% | >= 50 %% |\n",
+           st / 1e6, ck / 1e6, 100 * st / ck);
+    printf("| status records/s vs pipe (408 B writes) | %.2f M | pipe: %.2f M | %.1f x | >= 20 x |\n",
+           st / 1e6, pp / 1e6, st / pp);
+    printf("| terminal bytes/s delivered (4 KiB writes) | %.2f GB/s (accepted %.2f GB/s) | memcpy in+out: %.2f GB/s | %.0f %% | >= 30 %% |\n",
+           tr / 1e9, acc / 1e9, mc / 1e9, 100 * tr / mc);
+    printf("| publish -> sleeping reader wake, median (us) | %.1f | bare futex wake: %.1f | %.2f x | <= 1.5 x |\n",
+           wk / 1e3, fx / 1e3, fx > 0 ? wk / fx : 0);
+    printf("| reader CPU, 100 idle agents (%% of a core) | %.3f | — | — | <= 0.5 |\n", idle);
+    tu_rmdir(dir);
+    return 0;
+}
