@@ -403,6 +403,7 @@ client.on('snapshot', (snap) => {
   applySnapshot(snap);
 });
 client.on('agent_status', (ev) => {
+  if (ev.replayed) { logEvent(ev, `status ${ev.old_status || '?'} → ${ev.new_status}${ev.detail ? ': ' + ev.detail : ''}`); return; }
   const a = agentOf(ev.agent_id, ev.project_id);
   a.status = ev.new_status;
   a.detail = ev.detail || '';
@@ -413,6 +414,7 @@ client.on('agent_status', (ev) => {
   logEvent(ev, `status ${ev.old_status || '?'} → ${ev.new_status}${ev.detail ? ': ' + ev.detail : ''}`);
 });
 client.on('task_started', (ev) => {
+  if (ev.replayed) { logEvent(ev, `started ${ev.title || ev.task_id}`); return; }
   const a = agentOf(ev.agent_id, ev.project_id);
   const t = taskOf(a, ev.task_id);
   Object.assign(t, { title: ev.title || ev.task_id, state: 'running', started_at: ev.timestamp });
@@ -422,6 +424,7 @@ client.on('task_started', (ev) => {
   logEvent(ev, `started ${t.title}`);
 });
 client.on('task_ended', (ev) => {
+  if (ev.replayed) { logEvent(ev, `ended ${ev.task_id}: ${ev.outcome}`); return; }
   const a = agentOf(ev.agent_id, ev.project_id);
   const t = taskOf(a, ev.task_id);
   t.state = ev.outcome || 'completed';
@@ -441,7 +444,7 @@ client.on('progress', (ev) => {
 });
 client.on('dropped', (m) => note(`${m.count} updates dropped by the server (this connection was too slow)`));
 client.on('gap', (m) => note(`Gap in updates (${m.reason}${m.count ? ', ' + m.count : ''}${m.agent_id ? ', agent ' + m.agent_id : ''})`));
-client.on('replay_truncated', () => note('Too much was missed to replay — reloading the full state'));
+client.on('replay_truncated', () => note('The server no longer has the missed events — reloading the full state'));
 client.on('error', (m) => showAlert('Server error', m.message || m.error || 'unknown error'));
 client.on('auth_expired', () => {
   showAlert('Your session expired — sign in again.', 'Live updates stopped because your access token expired. Open the dashboard with a fresh link or token.',
@@ -455,6 +458,11 @@ client.on('handshake_error', (e) => {
   if (e.status === 401 && !/expired/i.test(`${e.error} ${e.message}`)) {
     showAlert('Sign-in required.', e.message || 'The server needs a valid access token: open the dashboard link that includes ?token=…',
       { label: 'Sign in again', href: signInHref(), kind: 'terminal' });
+  } else if (e.status === 426) {
+    // The server is reachable but refused the WebSocket handshake (the browser hides why).
+    if (TOKEN) showAlert('Sign-in needed.', 'The server refused the live connection — your session may have expired. Sign in again, or open the dashboard with a fresh link. Retrying meanwhile.',
+      { label: 'Sign in again', href: signInHref() });
+    else showAlert('Connection refused.', 'The server is reachable but refused the live connection. Check the address, or whether a token (?token=…) is required. Retrying meanwhile.');
   } else if (e.status === 429) {
     showAlert('Too many connections.', (e.message ? e.message + ' ' : '') + 'Close other Ringside tabs or wait — retrying automatically.');
   } else if (e.status === 503) {

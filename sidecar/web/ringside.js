@@ -234,7 +234,6 @@ class ReconnectingSocket extends Emitter {
     this._stopped = false;       // close() called: never reconnect
     this._halted = false;        // terminal condition (forbidden, expired without refresh hook)
     this._serverRetryMs = null;  // from a shutdown message or Retry-After
-    this._diagnosedStreak = false;
     this._envHandlers = [];
     this._installEnvHooks();
   }
@@ -346,7 +345,6 @@ class ReconnectingSocket extends Emitter {
       this._opened = true;
       this._openedAt = this.now();
       this._lastRxAt = this.now();
-      this._diagnosedStreak = false;
       this._serverRetryMs = null;
       this._stableTimer = setTimeout(() => { if (gen === this._gen) this.attempt = 0; }, this.backoff.resetAfterMs);
       this._startWatchdog(gen);
@@ -388,9 +386,9 @@ class ReconnectingSocket extends Emitter {
       this._setState(STATES.DISCONNECTED, { reason: d.reason, code });
       return;
     }
-    if (!wasOpen && !this._diagnosedStreak && this.fetch && d.diagnose !== false) {
+    if (!wasOpen && this.fetch && d.diagnose !== false && ((this.attempt + 1) & this.attempt) === 0) {
       // The browser hides the HTTP status of a refused handshake; ask the same URL over plain HTTP.
-      this._diagnosedStreak = true;
+      // Only on failed attempts 0, 1, 3, 7, 15, …: a refusal that starts mid-outage is still seen.
       this._diagnose(code);
       return;
     }
@@ -423,7 +421,9 @@ class ReconnectingSocket extends Emitter {
       const resp = await this.fetch(httpUrlFromWs(this._lastUrl || this.url), {
         headers: { accept: 'application/json' }, cache: 'no-store',
       });
-      if (resp && [401, 403, 429, 503].includes(resp.status)) {
+      // 426 means the server is up and only refused because this was not an upgrade: it tells us
+      // the WebSocket handshake itself was refused (auth, origin, limits) rather than unreachable.
+      if (resp && [401, 403, 426, 429, 503].includes(resp.status)) {
         let body = {};
         try { body = await resp.json(); } catch (_) { /* not JSON */ }
         const ra = resp.headers && resp.headers.get ? resp.headers.get('retry-after') : null;
@@ -457,6 +457,7 @@ class ReconnectingSocket extends Emitter {
       this._scheduleRetry(expired ? 'auth_expired' : 'unauthorized', 401);
       return;
     }
+    if (info.status === 426) { this._scheduleRetry('refused', code); return; }
     const reason = info.status === 429 ? 'rate_limited' : 'unavailable';
     this._scheduleRetry(reason, info.status, info.retryAfterMs);
   }
@@ -575,6 +576,7 @@ export class RingsideClient extends ReconnectingSocket {
     this.position = new ResumePosition();
     this._reloadNext = false;
     this._awaitSnapshot = false;
+    this._snapshotSeq = null;
     if (opts.autoConnect !== false) this.connect();
   }
 
@@ -620,6 +622,7 @@ export class RingsideClient extends ReconnectingSocket {
         if (this._reloadNext) this.position.reset();
         this._reloadNext = false;
         this._awaitSnapshot = false;
+        this._snapshotSeq = typeof msg.seq === 'number' ? msg.seq : null;
         const reload = this.position.snapshot(msg.epoch, msg.seq);
         msg.reload = reload;
         this.emit('snapshot', msg);
@@ -642,6 +645,9 @@ export class RingsideClient extends ReconnectingSocket {
         break;
     }
     if (PERSISTED_TYPES.has(type) && typeof msg.seq === 'number') {
+      // Replayed history (seq ≤ the snapshot's seq) is already reflected in the snapshot: handlers
+      // should add it to a timeline, not apply it to current state (docs/protocol.md, Replay).
+      msg.replayed = this._snapshotSeq !== null && msg.seq <= this._snapshotSeq;
       const verdict = this.position.accept(msg.epoch, msg.seq);
       if (verdict === 'duplicate') { this.emit('duplicate', msg); return; }
       if (verdict === 'epoch_changed') {

@@ -188,10 +188,27 @@ test('expired token: the page says the session expired and how to fix it', async
       t.skip('pending: this ringside build has no JWT auth yet (--jwt-key / `ringside token`); the dashboard side is covered by tests/js');
       return;
     }
-    const token = execFileSync(bins.sidecar, ['token', '--jwt-key', keyFile, '--sub', 'e2e', '--projects', '*', '--ttl', '1'], { encoding: 'utf8' }).trim();
+    // Phase 1 (below): the token expires on a live connection (close 4001). Phase 2 (here, first):
+    // with --jwt-leeway 0 an already expired token is refused at the handshake, which the browser
+    // cannot see; the page must still tell the user to sign in again.
+    const expired = execFileSync(bins.sidecar, ['token', '--jwt-key', keyFile, '--sub', 'e2e', '--projects', '*', '--ttl', '1'], { encoding: 'utf8' }).trim();
+    const strict = new RealBackend(bins, { extraArgs: ['--jwt-key', keyFile, '--jwt-leeway', '0'] });
+    await strict.start();
+    try {
+      await new Promise((r) => setTimeout(r, 2100)); // wall-clock expiry of a 1 s token: nothing to await
+      const p1 = await context.newPage();
+      await p1.goto(`${strict.httpUrl}/?token=${encodeURIComponent(expired)}`);
+      await p1.waitForSelector('#alert:not([hidden])', { timeout: 15000 });
+      assert.match(await p1.locator('#alert').innerText(), /sign in again/i);
+      await p1.screenshot({ path: path.join(SHOTS, '07-refused-at-handshake.png'), fullPage: true });
+      await p1.close();
+    } finally {
+      await strict.stop();
+      strict.cleanup();
+    }
+    const token = execFileSync(bins.sidecar, ['token', '--jwt-key', keyFile, '--sub', 'e2e', '--projects', '*', '--ttl', '3'], { encoding: 'utf8' }).trim();
     authBackend = new RealBackend(bins, { extraArgs: ['--jwt-key', keyFile] });
     await authBackend.start();
-    await new Promise((r) => setTimeout(r, 2100)); // wall-clock expiry of a 1 s token: nothing to await
     url = `${authBackend.httpUrl}/?token=${encodeURIComponent(token)}`;
   } else {
     // Fake backend: the protocol server refuses the handshake the way the sidecar does for an expired token.
@@ -204,6 +221,7 @@ test('expired token: the page says the session expired and how to fix it', async
   try {
     const p2 = await context.newPage();
     await p2.goto(url);
+    if (backend.kind === 'real') await p2.waitForSelector('#conn[data-state="connected"]', { timeout: 10000 });
     await p2.waitForSelector('#alert:not([hidden])', { timeout: 15000 });
     const text = await p2.locator('#alert').innerText();
     assert.match(text, /Your session expired — sign in again/);

@@ -184,3 +184,17 @@ test('terminal for an unknown task: close 4004, no retry', async (t) => {
   await until(term, () => term.lastReason === 'unknown_task', 5000, 'unknown task');
   assert.equal(server.connections.length, 1);
 });
+
+test('handshake refused but the diagnosis only says 426: reported as refused, retried with backoff', async (t) => {
+  const server = await new ProtocolServer().start();
+  t.after(() => server.kill());
+  server.rejectNext = { status: 401, error: 'unauthorized', message: 'token expired' };
+  const c = newClient(server, { token: 'old' });
+  t.after(() => c.close());
+  const errors = [];
+  c.on('handshake_error', (e) => errors.push(e));
+  await until(c, () => c.lastReason === 'refused', 5000, 'refused');
+  assert.equal(errors[0].status, 426);
+  server.rejectNext = null;
+  await until(c, () => c.state === 'connected', 5000, 'connected once the server accepts');
+});

@@ -3,7 +3,8 @@
 // it keeps an in-memory event log with (epoch, seq), answers resume requests from it, and lets a test
 // drive every protocol situation (heartbeats, shutdown, close codes, handshake errors, terminals).
 //
-// Optionally (staticDir) it serves the dashboard files so the dashboard can be exercised by hand.
+// Optionally (staticDir, vendorDir = an @xterm/xterm package) it serves the dashboard files, so the
+// browser tests can run before the real sidecar exists (they say which backend they used).
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -67,11 +68,17 @@ export class ProtocolServer {
       res.end(JSON.stringify({ error: r.error, message: r.message }));
       return;
     }
+    if (u.pathname.startsWith('/ws/')) { // like the sidecar: plain HTTP on a WebSocket endpoint
+      res.writeHead(426, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'upgrade_required', message: 'this endpoint speaks WebSocket only' }));
+      return;
+    }
     if (u.pathname === '/readyz' || u.pathname === '/livez') { res.writeHead(200); res.end('ok'); return; }
     if (this.staticDir) {
       let p = u.pathname === '/' ? '/index.html' : u.pathname;
       let file = null;
-      if (p.startsWith('/vendor/') && this.vendorDir) file = path.join(this.vendorDir, path.basename(p));
+      const vendor = { '/vendor/xterm.js': 'lib/xterm.mjs', '/vendor/xterm.css': 'css/xterm.css' };
+      if (vendor[p] && this.vendorDir) file = path.join(this.vendorDir, vendor[p]);
       else if (/^\/[a-z_]+\.(html|js|css)$/.test(p)) file = path.join(this.staticDir, p.slice(1));
       if (file && fs.existsSync(file)) {
         res.writeHead(200, { 'content-type': CONTENT_TYPES[path.extname(file)] || 'application/octet-stream' });
