@@ -323,7 +323,7 @@ async function openTerminal(agentId, taskId) {
     panel.body.append(panel.pre);
     panel.root.dataset.renderer = 'pre';
   }
-  panel.client = new RingsideTerminal({ baseUrl: wsBase(), taskId, token: TOKEN });
+  panel.client = new RingsideTerminal({ baseUrl: wsBase(), taskId, agentId: agentId || null, token: TOKEN });
   panel.client.on('state', (s) => {
     if (s.state === STATES.CONNECTED) panel.status.textContent = panel.client.paused ? 'paused' : 'live';
     else if (s.reason === 'ended') panel.status.textContent = panel.endText || 'ended';

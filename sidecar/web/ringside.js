@@ -677,6 +677,7 @@ export class RingsideTerminal extends ReconnectingSocket {
     }
     super(opts);
     this.taskId = opts.taskId || null;
+    this.agentId = opts.agentId || null; // disambiguates a task id used by several agents
     this.paused = false;
     this.ended = false;
     if (opts.autoConnect !== false) this.connect();
@@ -689,6 +690,7 @@ export class RingsideTerminal extends ReconnectingSocket {
     const u = new URL(this.url, typeof location !== 'undefined' ? location.href : undefined);
     u.searchParams.delete('token');
     if (this.token) u.searchParams.set('token', this.token);
+    if (this.agentId && !u.searchParams.has('agent_id')) u.searchParams.set('agent_id', this.agentId);
     this._lastUrl = u.toString();
     return this._lastUrl;
   }
