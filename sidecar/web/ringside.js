@@ -5,6 +5,7 @@
 //   c.on('state', ({state, nextRetryAt, attempt, reason}) => …);   // connecting | connected | disconnected
 //   c.on('agent_status', ev => …);  c.on('snapshot', snap => …);  …  // typed handlers per message type
 //   c.subscribe({ agent_ids, project_ids, event_types });           // kept across reconnects
+//   c.setToken(t);                                                  // in-band refresh ({"type":"auth"})
 //   c.close();                                                      // stop for good
 //
 // The client never queues messages while offline: send() returns false when there is no open socket.
@@ -281,6 +282,15 @@ class ReconnectingSocket extends Emitter {
     const ws = this._ws;
     if (!ws || ws.readyState !== 1) return false;
     try { ws.send(typeof msg === 'string' ? msg : JSON.stringify(msg)); return true; } catch (_) { return false; }
+  }
+
+  /**
+   * Replace the token: used for every later (re)connect, and sent now as {"type":"auth"} when
+   * connected so the live connection outlives the old token's expiry. Returns whether it was sent.
+   */
+  setToken(token) {
+    this.token = token || null;
+    return this.token ? this.send({ type: 'auth', token: this.token }) : false;
   }
 
   /** Milliseconds since the last frame from the server (Infinity when none yet). */

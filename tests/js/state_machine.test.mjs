@@ -268,6 +268,18 @@ test('4001 token expired: getToken is called before every (re)connect', async ()
   c.close();
 });
 
+test('setToken refreshes in band when connected and is used on the next connect', async () => {
+  const { c } = client({ token: 'one' });
+  const ws = await connected(c);
+  assert.equal(c.setToken('two'), true);
+  assert.deepEqual(ws.sent.at(-1), { type: 'auth', token: 'two' });
+  ws.serverClose(1006);
+  mock.timers.tick(1000);
+  await flush();
+  assert.equal(FakeWebSocket.last().params.token, 'two');
+  c.close();
+});
+
 test('4001 without a refresh hook: stop and tell the user', async () => {
   const { c, states } = client({ token: 'static' });
   const ws = await connected(c);
