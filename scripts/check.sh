@@ -20,6 +20,13 @@ run_stage() { # name, build dir, ctest label regex (or ""), label exclude regex,
     local name=$1 dir=$2 include=$3 exclude=$4
     shift 4
     echo "==== stage $name: configure and build ($dir)"
+    # A build dir configured with another compiler cannot be switched in place.
+    if [ -f "$dir/CMakeCache.txt" ]; then
+        local want have
+        want=$(command -v "${CC:-cc}")
+        have=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$dir/CMakeCache.txt")
+        if [ "$(readlink -f "$want")" != "$(readlink -f "$have")" ]; then rm -rf "$dir"; fi
+    fi
     cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGSIDE_TESTS=ON "$@" >"$dir.configure.log" 2>&1 ||
         { cat "$dir.configure.log"; return 1; }
     cmake --build "$dir" -j"$jobs" 2>&1 | tail -n 40 | grep -v '^\[' || true
