@@ -75,6 +75,8 @@ struct hub {
     const config *cfg;
     cluster *cl;            /* NULL in embedded mode */
     int closing;
+    double g_tokens;        /* --global-msg-rate bucket */
+    uint64_t g_tokens_mono;
     int cluster_up;         /* last hub_cluster_state() */
     uint64_t cluster_seq;   /* last persisted seq delivered from the cluster stream */
     char cluster_epoch[64];
@@ -369,6 +371,27 @@ static void publish_status(hub *h, agent *a, uint8_t status, const char *detail,
     share_agent(h, a);
 }
 
+/* --global-msg-rate (B9): a token bucket over the progress events the hub accepts per second.
+ * Status and task events are high priority and bypass it; progress over the rate waits in its
+ * task slot (where newer values replace it) and goes out when tokens come back. */
+static int global_admit(hub *h)
+{
+    long rate = h->cfg->global_msg_rate;
+    if (rate <= 0)
+        return 1;
+    uint64_t now = util_mono_ns();
+    h->g_tokens += (double)(now - h->g_tokens_mono) / 1e9 * (double)rate;
+    if (h->g_tokens > (double)rate)
+        h->g_tokens = (double)rate;
+    h->g_tokens_mono = now;
+    if (h->g_tokens < 1.0) {
+        g_metrics.rate_limited++;
+        return 0;
+    }
+    h->g_tokens -= 1.0;
+    return 1;
+}
+
 static void send_progress(hub *h, task *t)
 {
     agent *a = t->agent;
@@ -579,7 +602,7 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
         snprintf(t->message, sizeof t->message, "%s", ev->detail);
         t->progress_ts_ns = ev->ts_ns;
         uint64_t interval = (uint64_t)h->cfg->progress_interval * 1000000ull;
-        if (util_mono_ns() - t->progress_sent_mono >= interval) {
+        if (util_mono_ns() - t->progress_sent_mono >= interval && global_admit(h)) {
             send_progress(h, t); /* leading edge: the first update is not delayed */
         } else {
             t->progress_dirty = 1; /* trailing edge: the timer sends the latest value */
@@ -645,7 +668,11 @@ static void progress_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
             if (!t->progress_dirty)
                 continue;
             if (now - t->progress_sent_mono >= interval) {
-                send_progress(h, t);
+                if (global_admit(h)) {
+                    send_progress(h, t);
+                } else {
+                    next = 0.01; /* over --global-msg-rate: the latest value waits, coalescing */
+                }
             } else {
                 double left = (double)(interval - (now - t->progress_sent_mono)) / 1e9;
                 if (next == 0 || left < next)
@@ -1154,6 +1181,8 @@ hub *hub_new(struct ev_loop *loop, const config *cfg)
     hub *h = xcalloc(1, sizeof *h);
     h->loop = loop;
     h->cfg = cfg;
+    h->g_tokens = (double)cfg->global_msg_rate;
+    h->g_tokens_mono = util_mono_ns();
     unsigned char rnd[8];
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(h->epoch, sizeof h->epoch, rnd, sizeof rnd);
