@@ -134,6 +134,7 @@ export class FakeBackend {
 
 /** Find an @xterm/xterm package for the fake backend (the build installs one). */
 export function findXterm() {
+  if (process.env.RINGSIDE_XTERM_DIR === '') return null; // the build bundled none: test the fallback
   const cands = [process.env.RINGSIDE_XTERM_DIR,
     path.join(repoRoot, 'build', 'sidecar', 'web', 'npm', 'node_modules', '@xterm', 'xterm'),
     path.join(repoRoot, 'build', 'sidecar-web-standalone', 'npm', 'node_modules', '@xterm', 'xterm'),

@@ -137,21 +137,29 @@ test('resume: events published while the browser is offline appear exactly once 
   assert.equal(await page.locator('[data-agent="a1"] .pill').first().innerText(), 'working');
 });
 
-test('terminal: coloured output, pause holds output, resume shows it', async () => {
+test('terminal: coloured output, pause holds output, resume shows it', async (t) => {
   await backend.term('t1', '\x1b[31mRED-ALERT\x1b[0m plain text\r\n');
   await page.locator('[data-task="t1"] button', { hasText: 'Show terminal' }).click();
   const panel = page.locator('.term[data-task="t1"]');
   await panel.waitFor({ timeout: 10000 });
   await page.waitForFunction(() => document.querySelector('.term[data-task="t1"]')?.textContent.includes('RED-ALERT'), null, { timeout: 10000 });
   const renderer = await panel.getAttribute('data-renderer');
-  assert.equal(renderer, 'xterm', 'xterm.js bundled into the dashboard');
-  const colour = await page.evaluate(() => {
+  // ctest passes the xterm package the build embedded (empty: none, the <pre> fallback is expected).
+  const bundled = process.env.RINGSIDE_XTERM_DIR !== undefined ? process.env.RINGSIDE_XTERM_DIR !== '' : true;
+  assert.equal(renderer, bundled ? 'xterm' : 'pre', 'terminal renderer matches the build');
+  if (!bundled) {
+    assert.ok((await panel.textContent()).includes('\x1b[31mRED-ALERT'), 'fallback shows the bytes unstripped');
+    t.diagnostic('xterm.js was not bundled in this build: colour check skipped, plain fallback verified');
+  }
+  const colour = !bundled ? null : await page.evaluate(() => {
     const spans = [...document.querySelectorAll('.term[data-task="t1"] .xterm-rows span')];
     const s = spans.find((x) => x.textContent.includes('RED-ALERT'));
     return s ? { cls: s.className, color: getComputedStyle(s).color } : null;
   });
-  assert.ok(colour, 'RED-ALERT rendered in a styled span');
-  assert.ok(/xterm-fg-1\b/.test(colour.cls) || colour.color !== 'rgb(255, 255, 255)', `not coloured: ${JSON.stringify(colour)}`);
+  if (bundled) {
+    assert.ok(colour, 'RED-ALERT rendered in a styled span');
+    assert.ok(/xterm-fg-1\b/.test(colour.cls) || colour.color !== 'rgb(255, 255, 255)', `not coloured: ${JSON.stringify(colour)}`);
+  }
   await shot('04-terminal');
 
   const pauseBtn = panel.locator('button', { hasText: /Pause|Resume/ });
