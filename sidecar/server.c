@@ -617,26 +617,6 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
                       retry);
         return;
     }
-    const http_header *upg = http_find_header(req, "Upgrade");
-    const http_header *cn = http_find_header(req, "Connection");
-    if (upg == NULL || !http_has_token(upg->value, upg->value_len, "websocket") || cn == NULL ||
-        !http_has_token(cn->value, cn->value_len, "upgrade")) {
-        respond_error(c, 426, "Upgrade Required", REJ_BAD_REQUEST, "upgrade_required",
-                      "this endpoint speaks WebSocket only", "Upgrade: websocket\r\n");
-        return;
-    }
-    const http_header *ver = http_find_header(req, "Sec-WebSocket-Version");
-    if (ver == NULL || ver->value_len != 2 || memcmp(ver->value, "13", 2) != 0) {
-        respond_error(c, 426, "Upgrade Required", REJ_VERSION, "bad_version",
-                      "only WebSocket version 13 is supported", "Sec-WebSocket-Version: 13\r\n");
-        return;
-    }
-    const http_header *key = http_find_header(req, "Sec-WebSocket-Key");
-    if (key == NULL || !ws_key_valid(key->value, key->value_len)) {
-        respond_error(c, 400, "Bad Request", REJ_BAD_REQUEST, "bad_key",
-                      "Sec-WebSocket-Key must be the base64 of 16 bytes", NULL);
-        return;
-    }
     if (!origin_allowed(srv, req)) {
         respond_error(c, 403, "Forbidden", REJ_ORIGIN, "origin_not_allowed",
                       "this page's origin is not allowed: add it to --allowed-origins", NULL);
@@ -668,6 +648,29 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
             return;
         }
         c->holds_user_slot = 1;
+    }
+    /* The WebSocket checks come after origin, token, filters and limits, so that a browser that cannot
+     * see a refused handshake's status can learn it from a plain GET to the same URL (the
+     * answer is then 426 only when everything else would have passed). */
+    const http_header *upg = http_find_header(req, "Upgrade");
+    const http_header *cn = http_find_header(req, "Connection");
+    if (upg == NULL || !http_has_token(upg->value, upg->value_len, "websocket") || cn == NULL ||
+        !http_has_token(cn->value, cn->value_len, "upgrade")) {
+        respond_error(c, 426, "Upgrade Required", REJ_BAD_REQUEST, "upgrade_required",
+                      "this endpoint speaks WebSocket only", "Upgrade: websocket\r\n");
+        return;
+    }
+    const http_header *ver = http_find_header(req, "Sec-WebSocket-Version");
+    if (ver == NULL || ver->value_len != 2 || memcmp(ver->value, "13", 2) != 0) {
+        respond_error(c, 426, "Upgrade Required", REJ_VERSION, "bad_version",
+                      "only WebSocket version 13 is supported", "Sec-WebSocket-Version: 13\r\n");
+        return;
+    }
+    const http_header *key = http_find_header(req, "Sec-WebSocket-Key");
+    if (key == NULL || !ws_key_valid(key->value, key->value_len)) {
+        respond_error(c, 400, "Bad Request", REJ_BAD_REQUEST, "bad_key",
+                      "Sec-WebSocket-Key must be the base64 of 16 bytes", NULL);
+        return;
     }
     upgrade *up = xcalloc(1, sizeof *up);
     c->up = up;
