@@ -321,6 +321,60 @@ class HeartbeatCase(unittest.TestCase):
                 s.close()
 
 
+class DrainCase(unittest.TestCase):
+    """Two known bugs (reported to the sidecar's owner), each kept as an expected failure: remove
+    expectedFailure with the fix (an unexpected success fails the run)."""
+
+    def drain_one(self, want_shutdown):
+        with Sidecar(["--drain-timeout", "3"]) as sc:
+            got = []
+
+            async def go():
+                async with connect(sc) as ws:
+                    await recv_until(ws, lambda m: m.get("type") == "snapshot")
+                    sc.signal(signal.SIGTERM)
+                    try:
+                        while True:
+                            got.append(await recv_until(ws, lambda m: True, timeout=10))
+                    except Exception:  # noqa: BLE001 - the close ends the loop
+                        pass
+                    self.assertEqual(ws.close_code, 1001)
+            run_async(go())
+            line = sc.wait_log(lambda l: l.get("msg") == "client disconnected", timeout=10)
+            self.assertIsNotNone(line, sc.raw_logs())
+            self.assertIsNotNone(sc.wait_log(lambda l: l.get("msg") == "drain complete", timeout=10))
+            if want_shutdown:
+                types = [m[0].get("type") for m in got]
+                self.assertIn("shutdown", types, "messages before the 1001 close: %r" % got)
+                shutdown = [m[0] for m in got if m[0].get("type") == "shutdown"][0]
+                self.assertTrue(250 <= shutdown["reconnect_after_ms"] <= 3000, shutdown)
+            else:
+                self.assertEqual((line.get("reason"), line.get("closed_by")), ("drain", "server"))
+                fams = scrape_quiet(sc)
+                if fams is not None:
+                    self.assertEqual(val(fams, "ws_updates_disconnections_total", reason="drain"), 1)
+
+    # ws.c: conn_close_ws() sets CONN_CLOSING before the queued shutdown message is fed to wslay,
+    # and feed() only runs in CONN_WS, so clients get the 1001 close without reconnect_after_ms.
+    @unittest.expectedFailure
+    def test_shutdown_message_precedes_1001(self):
+        self.drain_one(want_shutdown=True)
+
+    # ws.c: recv_cb / on_msg_recv_cb overwrite c->why and closed_by when the client answers the
+    # server's close, so drains, heartbeat timeouts and 4008s are counted as client_close.
+    @unittest.expectedFailure
+    def test_drain_reason_survives_the_clients_close_reply(self):
+        self.drain_one(want_shutdown=False)
+
+
+def scrape_quiet(sc):
+    """A scrape, or None once the process has exited after its drain."""
+    try:
+        return scrape(sc)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 class ConnRateCase(unittest.TestCase):
     def test_conn_rate_rejection_counted(self):
         with Sidecar(["--conn-rate", "1"]) as sc:
