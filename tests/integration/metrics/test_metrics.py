@@ -322,7 +322,7 @@ class HeartbeatCase(unittest.TestCase):
 
 
 class DrainCase(unittest.TestCase):
-    """Two known bugs (reported to the sidecar's owner), each kept as an expected failure: remove
+    """The drain as clients see it.  A known bug is kept as an expected failure: remove
     expectedFailure with the fix (an unexpected success fails the run)."""
 
     def drain_one(self, want_shutdown):
@@ -360,9 +360,7 @@ class DrainCase(unittest.TestCase):
     def test_shutdown_message_precedes_1001(self):
         self.drain_one(want_shutdown=True)
 
-    # ws.c: recv_cb / on_msg_recv_cb overwrite c->why and closed_by when the client answers the
-    # server's close, so drains, heartbeat timeouts and 4008s are counted as client_close.
-    @unittest.expectedFailure
+    # A well-behaved client answers the server's close: the server's reason must stay.
     def test_drain_reason_survives_the_clients_close_reply(self):
         self.drain_one(want_shutdown=False)
 
