@@ -53,6 +53,7 @@ typedef struct conn {
     char cid[33]; /* random id (hex) for the registry and logs */
     char ip[64];
     upgrade *up;  /* between a validated upgrade request and the 101 */
+    int is_head;  /* the request was HEAD: responses carry no body */
     int admitting; /* waiting for the cluster-wide admission verdict */
     char user[128]; /* authenticated user ("" with --no-auth) */
     int has_ident;  /* authenticated: ident limits what the connection may see (D2) */
@@ -85,6 +86,8 @@ typedef struct conn {
     uint64_t behind_since_mono; /* first drop since the queue was last empty, 0 if none */
     unsigned bad_messages;      /* invalid client messages so far (abuse → 1008) */
     int shutdown_pending;       /* drain: send shutdown + close 1001 when the timer fires */
+    uint16_t close_after_flush; /* close with this code once the send queue is empty */
+    close_reason close_after_why;
     int replaying;              /* cluster resume in progress: live events are held back */
     uint64_t replay_snap_seq;   /* seq of the snapshot sent before the replay */
     msg **held;                 /* live events held during the replay, in order */

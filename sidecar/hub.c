@@ -58,6 +58,8 @@ typedef struct agent {
     char detail[IPC_TEXT_MAX + 1];
     uint64_t status_ts_ns;
     int rings; /* attached rings (processes) of this agent */
+    uint32_t replay_refs; /* replay entries pointing here: the agent is kept while any exist */
+    uint64_t active_mono; /* last event or ring change, for eviction */
     task *tasks;
     struct agent *next;
 } agent;
@@ -79,6 +81,7 @@ struct hub {
     uint64_t g_tokens_mono;
     int cluster_up;         /* last hub_cluster_state() */
     uint64_t cluster_seq;   /* last persisted seq delivered from the cluster stream */
+    uint64_t evicted;       /* agents forgotten by the sweep */
     char cluster_epoch[64];
     agent *agents;
     conn *event_subs;
@@ -87,6 +90,7 @@ struct hub {
     replay_entry *replay;
     size_t r_head, r_len, r_cap;
     ev_timer progress_timer;
+    ev_timer sweep_timer;   /* evicts agents gone for longer than the replay window */
     buf scratch;
 };
 
@@ -105,6 +109,7 @@ static agent *find_agent(hub *h, const ipc_identity *id, int create)
     if (!create)
         return NULL;
     agent *a = xcalloc(1, sizeof *a);
+    a->active_mono = util_mono_ns();
     snprintf(a->id, sizeof a->id, "%s", id->agent_id);
     snprintf(a->project, sizeof a->project, "%s", id->project_id);
     snprintf(a->owner, sizeof a->owner, "%s", id->owner);
@@ -224,17 +229,23 @@ static void broadcast(hub *h, msg *m, uint32_t type, const agent *a)
     }
 }
 
-static void replay_push(hub *h, msg *m, uint32_t type, agent *a)
+/* Drops replay entries older than --replay-window, and beyond `keep` entries. */
+static void replay_expire(hub *h, uint64_t now, size_t keep)
 {
-    uint64_t now = util_mono_ns();
     uint64_t window = (uint64_t)h->cfg->replay_window * 1000000000ull;
-    /* expire by age, then by count */
-    while (h->r_len > 0 && (now - h->replay[h->r_head].mono_ns > window ||
-                            h->r_len >= (size_t)h->cfg->replay_max)) {
-        msg_unref(h->replay[h->r_head].m);
+    while (h->r_len > 0 && (now - h->replay[h->r_head].mono_ns > window || h->r_len > keep)) {
+        replay_entry *e = &h->replay[h->r_head];
+        msg_unref(e->m);
+        e->a->replay_refs--;
         h->r_head = (h->r_head + 1) % h->r_cap;
         h->r_len--;
     }
+}
+
+static void replay_push(hub *h, msg *m, uint32_t type, agent *a)
+{
+    uint64_t now = util_mono_ns();
+    replay_expire(h, now, (size_t)h->cfg->replay_max - 1);
     if (h->r_len == h->r_cap) {
         size_t ncap = h->r_cap ? h->r_cap * 2 : 256;
         replay_entry *n = xcalloc(ncap, sizeof *n);
@@ -251,6 +262,7 @@ static void replay_push(hub *h, msg *m, uint32_t type, agent *a)
     e->mono_ns = now;
     e->type = type;
     e->a = a;
+    a->replay_refs++;
     h->r_len++;
 }
 
@@ -556,6 +568,7 @@ void hub_ring_attached(hub *h, const ipc_identity *id)
 void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
 {
     agent *a = find_agent(h, id, 1);
+    a->active_mono = util_mono_ns();
     switch (ev->type) {
     case IPC_EV_STATUS:
         publish_status(h, a, ev->status, ev->detail, ev->ts_ns);
@@ -639,6 +652,7 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
 void hub_ring_detached(hub *h, const ipc_identity *id, int clean)
 {
     agent *a = find_agent(h, id, 1);
+    a->active_mono = util_mono_ns();
     if (a->rings > 0)
         a->rings--;
     if (a->rings > 0 || clean)
@@ -989,6 +1003,7 @@ void hub_remote_event(hub *h, const char *origin, uint32_t type, const char *jso
     snprintf(id.agent_id, sizeof id.agent_id, "%s", agent_id);
     snprintf(id.project_id, sizeof id.project_id, "%s", project_id);
     agent *a = find_agent(h, &id, 1);
+    a->active_mono = util_mono_ns();
     uint64_t ts_ns = jint(o, "ts_ns");
     if (strcmp(origin, h->cfg->instance_id) != 0)
         apply_remote(h, a, etype, o, ts_ns);
@@ -1167,13 +1182,52 @@ void hub_render_metrics(buf *b, void *ud)
     buf_printf(b, "# HELP ringside_tasks_running Tasks started and not ended.\n"
                   "# TYPE ringside_tasks_running gauge\nringside_tasks_running %zu\n",
                running);
+    buf_printf(b, "# HELP ringside_agents_evicted_total Agents forgotten after being gone longer "
+                  "than the replay window.\n# TYPE ringside_agents_evicted_total counter\n"
+                  "ringside_agents_evicted_total %llu\n",
+               (unsigned long long)h->evicted);
     buf_printf(b, "# HELP ringside_replay_events Persisted events held for replay.\n"
                   "# TYPE ringside_replay_events gauge\nringside_replay_events %zu\n",
                h->r_len);
     buf_printf(b, "# HELP ringside_sequence Last sequence number assigned.\n"
-                  "# TYPE ringside_sequence counter\nringside_sequence %llu\n",
-               (unsigned long long)h->seq);
+                  "# TYPE ringside_sequence gauge\nringside_sequence %llu\n",
+               (unsigned long long)hub_seq(h));
     (void)tasks;
+}
+
+static void agent_free(agent *a)
+{
+    while (a->tasks != NULL) {
+        task *t = a->tasks;
+        a->tasks = t->next;
+        task_free(t);
+    }
+    free(a);
+}
+
+/* Agents without a ring, a replay entry or a terminal viewer, idle for longer than the replay
+ * window, are forgotten: memory follows the agents that matter, not every id ever seen. */
+static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    hub *h = container_of(w, hub, sweep_timer);
+    uint64_t now = util_mono_ns();
+    uint64_t window = (uint64_t)h->cfg->replay_window * 1000000000ull;
+    replay_expire(h, now, (size_t)h->cfg->replay_max);
+    for (agent **pp = &h->agents; *pp != NULL;) {
+        agent *a = *pp;
+        int watched = 0;
+        for (task *t = a->tasks; t != NULL; t = t->next)
+            watched |= t->subs != NULL;
+        if (a->rings == 0 && a->replay_refs == 0 && !watched && now - a->active_mono > window) {
+            *pp = a->next;
+            h->evicted++;
+            agent_free(a);
+        } else {
+            pp = &a->next;
+        }
+    }
 }
 
 hub *hub_new(struct ev_loop *loop, const config *cfg)
@@ -1188,6 +1242,8 @@ hub *hub_new(struct ev_loop *loop, const config *cfg)
     sodium_bin2hex(h->epoch, sizeof h->epoch, rnd, sizeof rnd);
     buf_init(&h->scratch);
     ev_timer_init(&h->progress_timer, progress_timer_cb, 0.1, 0.);
+    ev_timer_init(&h->sweep_timer, sweep_cb, 30., 30.);
+    ev_timer_start(loop, &h->sweep_timer);
     return h;
 }
 
@@ -1197,18 +1253,14 @@ void hub_free(hub *h)
         return;
     h->closing = 1;
     ev_timer_stop(h->loop, &h->progress_timer);
+    ev_timer_stop(h->loop, &h->sweep_timer);
     for (size_t i = 0; i < h->r_len; i++)
         msg_unref(h->replay[(h->r_head + i) % h->r_cap].m);
     free(h->replay);
     while (h->agents != NULL) {
         agent *a = h->agents;
         h->agents = a->next;
-        while (a->tasks != NULL) {
-            task *t = a->tasks;
-            a->tasks = t->next;
-            task_free(t);
-        }
-        free(a);
+        agent_free(a);
     }
     buf_free(&h->scratch);
     free(h);

@@ -122,22 +122,11 @@ static int serve(int argc, char **argv)
         auth_config_free(auth);
         return 1;
     }
-    watch *w = watch_start(loop, &cfg, h, err, sizeof err);
-    if (w == NULL) {
-        fprintf(stderr, "ringside: %s\n", err);
-        server_stop(&g_daemon.srv);
-        hub_free(h);
-        auth_config_free(auth);
-        return 1;
-    }
-    g_daemon.srv.watch = w;
-    g_daemon.srv.auth = auth;
     cluster *cl = NULL;
     if (cfg.redis != NULL) {
         cl = cluster_new(loop, &cfg, h, err, sizeof err);
         if (cl == NULL) {
             fprintf(stderr, "ringside: %s\n", err);
-            watch_stop(w);
             server_stop(&g_daemon.srv);
             hub_free(h);
             auth_config_free(auth);
@@ -146,6 +135,18 @@ static int serve(int argc, char **argv)
         hub_set_cluster(h, cl);
         g_daemon.srv.cl = cl;
     }
+    watch *w = watch_start(loop, &cfg, h, err, sizeof err);
+    if (w == NULL) {
+        fprintf(stderr, "ringside: %s\n", err);
+        server_stop(&g_daemon.srv);
+        cluster_free(cl);
+        hub_free(h);
+        auth_config_free(auth);
+        return 1;
+    }
+    g_daemon.srv.watch = w;
+    g_daemon.srv.auth = auth;
+
     if (cfg.no_auth)
         log_warn("authentication disabled (--no-auth): for local development only", NULL);
     raise_nofile(cfg.max_connections);

@@ -338,16 +338,20 @@ void server_log_listening(const server *srv)
 
 /* ---- plain HTTP responses ------------------------------------------------------------------ */
 
+/* Answers with body (HEAD: the same headers, no body). */
 static void respond(conn *c, int status, const char *reason, const char *ctype, const char *extra,
                     const void *body, size_t len)
 {
+    size_t content_len = len;
+    if (c->is_head)
+        len = 0;
     buf b;
     buf_init(&b);
     buf_printf(&b,
                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%sConnection: "
                "close\r\n\r\n",
-               status, reason, ctype, len, extra ? extra : "");
+               status, reason, ctype, content_len, extra ? extra : "");
     if (len > 0)
         buf_append(&b, body, len);
     free(c->out);
@@ -723,6 +727,7 @@ static void route(conn *c, const http_request *req)
     path[req->path_len] = '\0';
     int is_get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
     int is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    c->is_head = is_head;
 
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/livez") == 0) {
         if (!is_get && !is_head)
@@ -772,7 +777,7 @@ static void route(conn *c, const http_request *req)
     if (wf != NULL) {
         if (!is_get && !is_head)
             goto method;
-        respond(c, 200, "OK", wf->content_type, NULL, wf->data, is_head ? 0 : wf->len);
+        respond(c, 200, "OK", wf->content_type, NULL, wf->data, wf->len);
         return;
     }
     respond_error(c, 404, "Not Found", REJ_NOT_FOUND, "not_found", "no such path", NULL);

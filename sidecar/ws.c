@@ -514,6 +514,11 @@ void ws_conn_timer(conn *c)
         conn_abort(c, c->why, "close handshake timed out");
         return;
     }
+    if (c->close_after_flush != 0) {
+        /* the client did not take its last messages in time */
+        conn_close_ws(c, c->close_after_flush, c->close_after_why, "server shutting down");
+        return;
+    }
     if (c->shutdown_pending) {
         c->shutdown_pending = 0;
         char json[96];
@@ -521,7 +526,13 @@ void ws_conn_timer(conn *c)
         unsigned delay = 250 + randombytes_uniform(2750);
         int n = snprintf(json, sizeof json, "{\"type\":\"shutdown\",\"reconnect_after_ms\":%u}", delay);
         conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
-        conn_close_ws(c, 1001, CLOSE_DRAIN, "server shutting down");
+        /* The close follows once the queue (with this message) has reached wslay: wslay sends
+         * control frames ahead of queued data, so closing now would overtake it. */
+        c->close_after_flush = 1001;
+        c->close_after_why = CLOSE_DRAIN;
+        ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
+        ev_timer_start(c->srv->loop, &c->timer);
+        conn_mark_dirty(c);
         return;
     }
     if (c->missed_heartbeats >= cfg->heartbeat_misses) {
@@ -631,6 +642,10 @@ static void feed(conn *c)
     if (c->state != CONN_WS)
         return;
     while (c->sending == NULL && wslay_event_get_queued_msg_count(c->ws) == 0) {
+        if (c->q_len == 0 && c->close_after_flush != 0) {
+            conn_close_ws(c, c->close_after_flush, c->close_after_why, "server shutting down");
+            return;
+        }
         if (c->q_len == 0) {
             c->behind_since_mono = 0;
             if (c->drops_unreported > 0) {

@@ -25,9 +25,7 @@ from rstest import Sidecar, SidecarCase, binpath, connect, recv_until, run_async
 
 # Counters whose names break the _total rule today, each with why.  Keep empty: a name listed here
 # is a finding reported to the sidecar's owner, not an accepted exception.
-COUNTER_NAME_EXCEPTIONS = {
-    "ringside_sequence": "last assigned sequence number: should be a gauge (or ..._total)",
-}
+COUNTER_NAME_EXCEPTIONS = {}
 
 CLOSE_REASONS = ("client_close", "eof", "io_error", "protocol_error", "message_too_big", "bad_utf8",
                  "policy", "heartbeat_timeout", "slow_consumer", "drain", "token_expired",
@@ -354,9 +352,6 @@ class DrainCase(unittest.TestCase):
                 if fams is not None:
                     self.assertEqual(val(fams, "ws_updates_disconnections_total", reason="drain"), 1)
 
-    # ws.c: conn_close_ws() sets CONN_CLOSING before the queued shutdown message is fed to wslay,
-    # and feed() only runs in CONN_WS, so clients get the 1001 close without reconnect_after_ms.
-    @unittest.expectedFailure
     def test_shutdown_message_precedes_1001(self):
         self.drain_one(want_shutdown=True)
 
