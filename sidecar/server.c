@@ -73,6 +73,7 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
 static void conn_free(conn *c)
 {
     ws_conn_deinit(c);
+    filter_free(&c->filt);
     free(c->up);
     auth_identity_clear(&c->ident);
     free(c->in);

@@ -159,7 +159,7 @@ static void bad_message(conn *c, const char *code, const char *text)
 /* Reads a JSON array of ids into a filter list.  Returns 0 or -1 with err set. */
 static int read_id_array(json_t *arr, filter_list *out, const char *what, char *err, size_t errlen)
 {
-    out->n = 0;
+    filter_list_free(out);
     if (arr == NULL || json_is_null(arr))
         return 0;
     if (!json_is_array(arr)) {
@@ -179,7 +179,7 @@ static int read_id_array(json_t *arr, filter_list *out, const char *what, char *
             snprintf(err, errlen, "%s[%zu] is not a valid id", what, i);
             return -1;
         }
-        snprintf(out->ids[out->n++], FILTER_ID_MAX + 1, "%s", s);
+        filter_list_add(out, s, strlen(s));
     }
     return 0;
 }
@@ -204,6 +204,7 @@ static void handle_subscribe(conn *c, json_t *root)
         read_id_array(json_object_get(root, "project_ids"), &f.projects, "project_ids", err,
                       sizeof err) != 0) {
         bad_message(c, "bad_filter", err);
+        filter_free(&f);
         return;
     }
     f.types = FILTER_EV_ALL;
@@ -211,6 +212,7 @@ static void handle_subscribe(conn *c, json_t *root)
     if (types != NULL && !json_is_null(types)) {
         if (!json_is_array(types) || json_array_size(types) > FILTER_MAX_IDS) {
             bad_message(c, "bad_filter", "event_types must be an array of type names");
+            filter_free(&f);
             return;
         }
         uint32_t mask = 0;
@@ -222,6 +224,7 @@ static void handle_subscribe(conn *c, json_t *root)
             const char *s = json_string_value(v);
             if (s == NULL || filter_parse_types(s, &bit, err, sizeof err) != 0 || strchr(s, ',')) {
                 bad_message(c, "bad_filter", s == NULL ? "event_types entries must be strings" : err);
+                filter_free(&f);
                 return;
             }
             mask |= bit;
@@ -235,10 +238,12 @@ static void handle_subscribe(conn *c, json_t *root)
                 snprintf(err, sizeof err, "project_ids: you may not see project '%s'",
                          f.projects.ids[i]);
                 bad_message(c, "forbidden", err);
+                filter_free(&f);
                 return;
             }
         }
     }
+    filter_free(&c->filt);
     c->filt = f;
     hub_send_subscribed(c->srv->hub, c);
 }
