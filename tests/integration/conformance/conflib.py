@@ -46,6 +46,12 @@ class Sidecar(rstest.Sidecar):
         self.port = line["port"]
         self.wait_log(lambda l: l.get("msg") == "ringside started", timeout=10)
 
+    def stop(self):
+        super().stop()
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+
     def log_tail(self, n=12):
         with self.cond:
             return "\n".join(str(l) for l in self.logs[-n:])
