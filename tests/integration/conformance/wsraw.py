@@ -11,6 +11,7 @@ import os
 import socket
 import struct
 import time
+import zlib
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -89,11 +90,47 @@ class RawWS:
         self.buf = b""
         self.eof = False
         self.frames = []  # every frame received, in order (for assertions on server framing)
+        self.response_headers = {}
+        self.deflate = None  # negotiated permessage-deflate parameters (dict) or None
+        self._comp = self._decomp = None
+
+    # ---- permessage-deflate (RFC 7692) ------------------------------------------------------
+
+    def _setup_deflate(self, ext):
+        for offer in ext.split(","):
+            parts = [p.strip() for p in offer.split(";")]
+            if parts[0] == "permessage-deflate":
+                params = {}
+                for p in parts[1:]:
+                    k, _, v = p.partition("=")
+                    params[k.strip()] = v.strip().strip('"') or None
+                self.deflate = params
+                return
+
+    def compress(self, data):
+        """Compresses one message as RFC 7692 7.2.1 says, keeping the context across messages
+        unless client_no_context_takeover was negotiated."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if self._comp is None or "client_no_context_takeover" in (self.deflate or {}):
+            self._comp = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        out = self._comp.compress(data) + self._comp.flush(zlib.Z_SYNC_FLUSH)
+        assert out.endswith(b"\x00\x00\xff\xff")
+        return out[:-4]
+
+    def decompress(self, data):
+        if self._decomp is None or "server_no_context_takeover" in (self.deflate or {}):
+            self._decomp = zlib.decompressobj(-15)
+        return self._decomp.decompress(data + b"\x00\x00\xff\xff")
+
+    def send_compressed(self, text, opcode=None):
+        return self.send_frame(OP_TEXT if opcode is None else opcode, self.compress(text), rsv=4)
 
     # ---- opening handshake ------------------------------------------------------------------
 
     @classmethod
-    def connect(cls, port, path="/ws/events", headers=None, timeout=5.0, pre_frames=b""):
+    def connect(cls, port, path="/ws/events", headers=None, timeout=5.0, pre_frames=b"",
+                extensions=None):
         """Opens a TCP connection and performs the handshake; raises HandshakeError on a refusal.
         pre_frames are sent in the same write as the request (pipelined behind the head)."""
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -104,6 +141,8 @@ class RawWS:
                  "Sec-WebSocket-Version: 13"]
         for k, v in (headers or {}).items():
             lines.append("%s: %s" % (k, v))
+        if extensions:
+            lines.append("Sec-WebSocket-Extensions: %s" % extensions)
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + pre_frames)
         ws = cls(sock)
         status, hdrs, body = ws._read_head(timeout)
@@ -115,6 +154,8 @@ class RawWS:
             sock.close()
             raise AssertionError("bad Sec-WebSocket-Accept %r (want %r)" %
                                  (hdrs.get("sec-websocket-accept"), want))
+        ws.response_headers = hdrs
+        ws._setup_deflate(hdrs.get("sec-websocket-extensions", ""))
         return ws
 
     def _read_head(self, timeout):
@@ -228,7 +269,7 @@ class RawWS:
         close are handled (pings answered unless answer_pings is False).  A close frame is returned
         as (OP_CLOSE, payload).  None on EOF/timeout."""
         deadline = time.monotonic() + timeout
-        parts, op = [], None
+        parts, op, rsv1 = [], None, False
         while True:
             f = self.recv_frame(max(0.0, deadline - time.monotonic()))
             if f is None:
@@ -242,10 +283,11 @@ class RawWS:
             if f.opcode == OP_PONG:
                 continue
             if f.opcode != OP_CONT:
-                op, parts = f.opcode, []
+                op, parts, rsv1 = f.opcode, [], bool(f.rsv & 4)
             parts.append(f.payload)
             if f.fin:
-                return op, b"".join(parts)
+                data = b"".join(parts)
+                return op, self.decompress(data) if rsv1 else data
 
     def recv_json(self, timeout=5.0):
         """Next text message decoded; raises AssertionError on close/EOF/timeout."""

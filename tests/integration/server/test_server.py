@@ -119,6 +119,19 @@ class HttpHostile(SidecarClassCase):
         self.assertEqual(hdrs["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
         self.assertEqual(w.recv_json()["type"], "snapshot")
 
+    def test_upgrade_header_variants_accepted(self):
+        # Firefox sends "Connection: keep-alive, Upgrade"; tokens are case-insensitive.
+        for extra in ({"Connection": "keep-alive, Upgrade"}, {"Upgrade": "WebSocket"},
+                      {"Connection": "upgrade"}, {"Connection": "Upgrade , keep-alive"}):
+            with self.subTest(headers=extra):
+                data = upgrade_request(self.sc.port, extra=extra)
+                s = socket.create_connection(("127.0.0.1", self.sc.port), timeout=5)
+                s.sendall(data)
+                w = RawWS(s)
+                self._socks.append(w)
+                status, hdrs, _ = w._read_head(5)
+                self.assertEqual(status, 101, hdrs)
+
     def test_pipelined_requests(self):
         # Plain responses close the connection (docs/protocol.md): the first is answered, the
         # connection then ends instead of hanging.
@@ -171,6 +184,9 @@ class HttpHostile(SidecarClassCase):
                         break
                 except socket.timeout:
                     pass
+                except ConnectionResetError:  # closed with our bytes unread: a reset
+                    closed = time.monotonic() - t0
+                    break
                 if time.monotonic() - t0 > 6:
                     break
         finally:
