@@ -52,6 +52,22 @@ class Sidecar(rstest.Sidecar):
             if f is not None:
                 f.close()
 
+    def sanitizer_reports(self):
+        """Non-JSON stderr lines that look like ASan/UBSan/LSan reports (sanitizer builds)."""
+        self.reader.join(5)
+        with self.cond:
+            raw = [l.get("raw", "") for l in self.logs if l.get("msg") == "<non-json>"]
+        marks = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehavior")
+        return [r for r in raw if any(m in r for m in marks)]
+
+    def assert_clean(self):
+        """Raises AssertionError with the report when a sanitizer complained (after stop())."""
+        bad = self.sanitizer_reports()
+        if bad:
+            with self.cond:
+                raw = [l.get("raw", "") for l in self.logs if l.get("msg") == "<non-json>"]
+            raise AssertionError("sanitizer report:\n" + "\n".join(raw[:80]))
+
     def log_tail(self, n=12):
         with self.cond:
             return "\n".join(str(l) for l in self.logs[-n:])
@@ -59,6 +75,19 @@ class Sidecar(rstest.Sidecar):
     def n_logs(self):
         with self.cond:
             return len(self.logs)
+
+
+_SANITIZED = None
+
+
+def sanitized():
+    """True when the ringside binary is built with AddressSanitizer (RSS figures then mean
+    nothing: freed memory sits in ASan's quarantine)."""
+    global _SANITIZED
+    if _SANITIZED is None:
+        with open(binpath("ringside"), "rb") as f:
+            _SANITIZED = b"__asan_init" in f.read()
+    return _SANITIZED
 
 
 def proc_cpu_seconds(pid):
@@ -104,6 +133,7 @@ class SidecarClassCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.sc.stop()
+        cls.sc.assert_clean()
 
     def setUp(self):
         self._socks = []

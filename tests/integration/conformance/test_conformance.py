@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conflib import SidecarClassCase, main, proc_rss_kib  # noqa: E402
+from conflib import SidecarClassCase, main, proc_rss_kib, sanitized  # noqa: E402
 from wsraw import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,  # noqa: E402
                    close_payload, encode_frame)
 
@@ -499,6 +499,8 @@ class Case9Limits(SidecarClassCase):
             self.assertTrue(w.send_raw(chunk))
 
     def test_9_7_message_flood_does_not_grow_rss(self):
+        if sanitized():
+            self.skipTest("RSS is meaningless under ASan")
         pid = self.sc.proc.pid
         w = self.ws()
         pong = encode_frame(OP_TEXT, '{"type":"pong"}')
@@ -513,6 +515,8 @@ class Case9Limits(SidecarClassCase):
     # server bug: pongs for unread pings are queued without bound (no read backpressure)
     @unittest.expectedFailure
     def test_9_8_ping_flood_without_reading_pongs_is_bounded(self):
+        if sanitized():
+            self.skipTest("RSS is meaningless under ASan")
         # A client that sends pings but never reads the pongs must not make the server queue
         # pongs without bound: it stops reading (TCP backpressure) or drops the client.
         pid = self.sc.proc.pid
@@ -603,7 +607,8 @@ class Case12Compression(SidecarClassCase):
         bomb = '{"type":"x","p":"%s"}' % (" " * (64 * 1024 * 1024))  # 64 MiB inflates from ~64 KiB
         w.send_compressed(bomb)
         self.assertFails(w, 1009)
-        self.assertLess(proc_rss_kib(pid) - rss0, 16 * 1024, "inflated the bomb into memory")
+        if not sanitized():
+            self.assertLess(proc_rss_kib(pid) - rss0, 16 * 1024, "inflated the bomb into memory")
         self.assertServing()
 
     def test_13_2_invalid_deflate_data(self):

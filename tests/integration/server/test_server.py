@@ -101,24 +101,6 @@ class HttpHostile(SidecarClassCase):
             self.assertTrue(doc.get("message"))
         return hdrs
 
-    def test_request_one_byte_at_a_time(self):
-        st, _, body, _, closed = http_exchange(self.sc.port, get_request("/healthz"), pace=0.002)
-        self.assertEqual(st, 200)
-        self.assertEqual(json.loads(body), {"status": "ok"})
-
-    def test_upgrade_one_byte_at_a_time(self):
-        s = socket.create_connection(("127.0.0.1", self.sc.port), timeout=5)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for b in upgrade_request(self.sc.port):
-            s.sendall(bytes([b]))
-            time.sleep(0.001)
-        w = RawWS(s)
-        self._socks.append(w)
-        status, hdrs, _ = w._read_head(5)
-        self.assertEqual(status, 101)
-        self.assertEqual(hdrs["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-        self.assertEqual(w.recv_json()["type"], "snapshot")
-
     def test_upgrade_header_variants_accepted(self):
         # Firefox sends "Connection: keep-alive, Upgrade"; tokens are case-insensitive.
         for extra in ({"Connection": "keep-alive, Upgrade"}, {"Upgrade": "WebSocket"},
@@ -271,6 +253,33 @@ class HttpHostile(SidecarClassCase):
             s.close()
 
 
+class HttpByteByByte(SidecarClassCase):
+    """Requests sent one byte per TCP segment (default --handshake-timeout, so that a slow
+    sanitizer build is not cut off)."""
+
+    def tearDown(self):
+        super().tearDown()
+        self.assertServing()
+
+    def test_request_one_byte_at_a_time(self):
+        st, _, body, _, closed = http_exchange(self.sc.port, get_request("/healthz"), pace=0.002)
+        self.assertEqual(st, 200)
+        self.assertEqual(json.loads(body), {"status": "ok"})
+
+    def test_upgrade_one_byte_at_a_time(self):
+        s = socket.create_connection(("127.0.0.1", self.sc.port), timeout=5)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for b in upgrade_request(self.sc.port):
+            s.sendall(bytes([b]))
+            time.sleep(0.001)
+        w = RawWS(s)
+        self._socks.append(w)
+        status, hdrs, _ = w._read_head(5)
+        self.assertEqual(status, 101)
+        self.assertEqual(hdrs["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        self.assertEqual(w.recv_json()["type"], "snapshot")
+
+
 class Heartbeat(SidecarClassCase):
     """B7 with --heartbeat-interval 1 --heartbeat-misses 2."""
 
@@ -310,8 +319,8 @@ class Heartbeat(SidecarClassCase):
         for series in (pings, beats):
             gaps = [b - a for a, b in zip(series, series[1:])]
             for g in gaps:
-                self.assertGreater(g, 0.6, gaps)
-                self.assertLess(g, 1.6, gaps)
+                self.assertGreater(g, 0.5, gaps)
+                self.assertLess(g, 2.0, gaps)
 
     def test_pong_messages_keep_the_client(self):
         w = self.ws()
@@ -336,7 +345,7 @@ class Heartbeat(SidecarClassCase):
         self.assertEqual(code, 1008, reason)
         elapsed = close.at - t0
         self.assertGreater(elapsed, 1.5)
-        self.assertLess(elapsed, 4.5)
+        self.assertLess(elapsed, 5.5)
         w.send_close(code)
         self.assertTrue(w.wait_eof())
 
@@ -394,6 +403,7 @@ class Drain(unittest.TestCase):
 
     def start(self, *args):
         sc = Sidecar(args)
+        self.addCleanup(sc.assert_clean)
         self.addCleanup(sc.stop)
         return sc
 
