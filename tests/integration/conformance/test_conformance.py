@@ -5,6 +5,7 @@ handling, 9 limits) plus the application message rules of docs/protocol.md (grou
 Every case drives the real `ringside` process from the independent raw client in wsraw.py and, after
 each abusive case, checks the server still serves new clients.  (REQUIREMENTS B1, B12; issue 5.)
 """
+import json
 import os
 import struct
 import sys
@@ -623,6 +624,25 @@ class Case12Compression(SidecarClassCase):
         w = self.deflate_ws()
         w.send_frame(OP_TEXT, b"\xff\xff\xff\xff garbage", rsv=4)
         self.assertFails(w, (1007, 1002))
+
+    def test_13_5_window_larger_than_negotiated(self):
+        # The server asked for a small client window; a client that back-references further than
+        # that either fails the connection cleanly or is understood (zlib may resolve the distance
+        # from its output buffer) -- never a crash or a hang.
+        w = self.deflate_ws()
+        bits = int(w.deflate.get("client_max_window_bits") or 15)
+        if bits == 15:
+            self.skipTest("server accepts the full window")
+        block = os.urandom(1500).hex()  # 3000 chars, repeated: matches 3000 bytes back
+        w.send_frame(OP_TEXT, w.compress('{"type":"x","p":"%s%s"}' % (block, block), wbits=15),
+                     rsv=4)
+        m = w.recv_message(5)
+        self.assertIsNotNone(m, "no answer and no close (eof=%s)" % w.eof)
+        if m[0] == OP_CLOSE:
+            self.assertIn(struct.unpack("!H", m[1][:2])[0], (1007, 1002))
+        else:
+            self.assertEqual(json.loads(m[1])["error"], "unknown_type")
+        self.assertServing()
 
     def test_13_3_rsv1_on_control_frame(self):
         w = self.deflate_ws()

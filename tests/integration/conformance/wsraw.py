@@ -107,20 +107,27 @@ class RawWS:
                 self.deflate = params
                 return
 
-    def compress(self, data):
+    def compress(self, data, wbits=None):
         """Compresses one message as RFC 7692 7.2.1 says, keeping the context across messages
-        unless client_no_context_takeover was negotiated."""
+        unless client_no_context_takeover was negotiated, with the negotiated
+        client_max_window_bits (wbits overrides it, to misbehave on purpose)."""
         if isinstance(data, str):
             data = data.encode("utf-8")
-        if self._comp is None or "client_no_context_takeover" in (self.deflate or {}):
-            self._comp = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        params = self.deflate or {}
+        if wbits is None:
+            wbits = int(params.get("client_max_window_bits") or 15)
+        if (self._comp is None or "client_no_context_takeover" in params or
+                wbits != getattr(self, "_comp_bits", wbits)):
+            self._comp = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -wbits)
+            self._comp_bits = wbits
         out = self._comp.compress(data) + self._comp.flush(zlib.Z_SYNC_FLUSH)
         assert out.endswith(b"\x00\x00\xff\xff")
         return out[:-4]
 
     def decompress(self, data):
         if self._decomp is None or "server_no_context_takeover" in (self.deflate or {}):
-            self._decomp = zlib.decompressobj(-15)
+            self._decomp = zlib.decompressobj(-int((self.deflate or {}).get(
+                "server_max_window_bits") or 15))
         return self._decomp.decompress(data + b"\x00\x00\xff\xff")
 
     def send_compressed(self, text, opcode=None):
