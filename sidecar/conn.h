@@ -110,6 +110,9 @@ typedef struct conn {
     uint64_t opened_mono;
     uint64_t bytes_in, bytes_out, msgs_out;
     close_reason why;
+    int why_set;           /* why/closed_by are decided (first decision wins) */
+    int io_failed;         /* the socket reported EOF or an error (vs a protocol failure) */
+    int send_blocked;      /* the last write was short: reading pauses until it completes */
     uint16_t close_code;
     const char *closed_by; /* "server" or "client" */
     char close_text[96];

@@ -143,6 +143,7 @@ static int accept_offer(const char *s, const char *e, deflate_params *p, char *r
         return 0;
     deflate_params q = {1, 0, 15};
     int offered_client_bits = 0;
+    unsigned seen = 0; /* RFC 7692 7.1: an offer repeating a parameter is declined */
     const char *t = semi;
     while (t != NULL && t < e) {
         t++;
@@ -169,6 +170,14 @@ static int accept_offer(const char *s, const char *e, deflate_params *p, char *r
             memcpy(val, v, vl);
             val[vl] = '\0';
         }
+        unsigned bit = nl == 26 && strncasecmp(t, "server_no_context_takeover", nl) == 0   ? 1u
+                       : nl == 26 && strncasecmp(t, "client_no_context_takeover", nl) == 0 ? 2u
+                       : nl == 22 && strncasecmp(t, "server_max_window_bits", nl) == 0     ? 4u
+                       : nl == 22 && strncasecmp(t, "client_max_window_bits", nl) == 0     ? 8u
+                                                                                           : 0u;
+        if (bit != 0 && (seen & bit))
+            return 0;
+        seen |= bit;
         if (nl == 26 && strncasecmp(t, "server_no_context_takeover", nl) == 0 && eq == NULL) {
             /* we never take over context anyway */
         } else if (nl == 26 && strncasecmp(t, "client_no_context_takeover", nl) == 0 && eq == NULL) {

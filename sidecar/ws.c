@@ -26,6 +26,7 @@
 #define CLOSE_GRACE_S 5.0          /* wait this long for the peer's close frame */
 #define MAX_BAD_MESSAGES 20        /* invalid client messages before close 1008 */
 #define SUBSCRIBE_RATE 10.0        /* subscribe messages per second (B3) */
+#define WSLAY_QUEUE_READ_LIMIT (64u * 1024u) /* reading pauses while this much waits in wslay */
 
 static void feed(conn *c);
 
@@ -49,6 +50,11 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
         c->bytes_in += n;
         return (ssize_t)n;
     }
+    if (wslay_event_get_queued_msg_length(ctx) > WSLAY_QUEUE_READ_LIMIT) {
+        /* Replies (pongs) pile up faster than the peer takes them: read on once they went. */
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
     for (;;) {
         ssize_t n = recv(c->fd, data, len, 0);
         if (n > 0) {
@@ -57,7 +63,9 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
             return n;
         }
         if (n == 0) {
-            if (c->state == CONN_WS) { /* a close we started keeps its own reason */
+            c->io_failed = 1;
+            if (!c->why_set) { /* a close we started keeps its own reason */
+                c->why_set = 1;
                 c->why = wslay_event_get_close_received(ctx) ? CLOSE_CLIENT : CLOSE_EOF;
                 c->closed_by = "client";
             }
@@ -69,8 +77,11 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         } else {
-            if (c->state == CONN_WS)
+            c->io_failed = 1;
+            if (!c->why_set) {
+                c->why_set = 1;
                 c->why = CLOSE_IO_ERROR;
+            }
             wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         }
         return -1;
@@ -85,6 +96,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     for (;;) {
         ssize_t n = send(c->fd, data, len, f);
         if (n >= 0) {
+            c->send_blocked = (size_t)n < len; /* a frame is half-written until the rest goes */
             c->bytes_out += (uint64_t)n;
             g_metrics.bytes_sent += (uint64_t)n;
             return n;
@@ -92,9 +104,14 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->send_blocked = 1;
             wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         } else {
-            c->why = CLOSE_IO_ERROR;
+            c->io_failed = 1;
+            if (!c->why_set) {
+                c->why_set = 1;
+                c->why = CLOSE_IO_ERROR;
+            }
             wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         }
         return -1;
@@ -375,7 +392,8 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event
         conn_close_ws(c, 1003, CLOSE_POLICY, "binary messages are not accepted");
         break;
     case WSLAY_CONNECTION_CLOSE:
-        if (c->state == CONN_WS) { /* the client started the close */
+        if (!c->why_set) { /* the client started the close */
+            c->why_set = 1;
             c->closed_by = "client";
             c->why = CLOSE_CLIENT;
             c->close_code = arg->status_code;
@@ -386,6 +404,22 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event
         break; /* ping answered by wslay; pong counted above */
     }
     free(plain);
+}
+
+/* RFC 6455 5.5.1: a close payload is empty or at least a 2-byte code; wslay reads a 1-byte one as
+ * "no code", so it is caught here. */
+static void on_frame_start_cb(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
+{
+    conn *c = user_data;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1 && !c->why_set) {
+        c->why_set = 1;
+        c->why = CLOSE_PROTOCOL;
+        c->closed_by = "server";
+        c->close_code = WSLAY_CODE_PROTOCOL_ERROR;
+        snprintf(c->close_text, sizeof c->close_text, "%s", "close payload of 1 byte");
+        wslay_event_queue_close(ctx, WSLAY_CODE_PROTOCOL_ERROR, NULL, 0);
+    }
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -401,7 +435,7 @@ static void rate_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 int ws_conn_init(conn *c)
 {
     static const struct wslay_event_callbacks cbs = {
-        recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg_recv_cb};
+        recv_cb, send_cb, NULL, on_frame_start_cb, NULL, NULL, on_msg_recv_cb};
     if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0)
         return -1;
     const config *cfg = c->srv->cfg;
@@ -469,10 +503,12 @@ void conn_abort(conn *c, close_reason why, const char *text)
     if (c->state == CONN_DEAD)
         return;
     if (c->counted_open) {
-        if (c->close_text[0] == '\0') {
+        if (!c->why_set) {
+            c->why_set = 1;
             c->why = why;
-            snprintf(c->close_text, sizeof c->close_text, "%s", text);
         }
+        if (c->close_text[0] == '\0')
+            snprintf(c->close_text, sizeof c->close_text, "%s", text);
         g_metrics.clients--;
         g_metrics.disconnections[c->why]++;
         log_close(c);
@@ -489,15 +525,36 @@ void conn_abort(conn *c, close_reason why, const char *text)
     server_retire(c->srv, c);
 }
 
-void conn_close_ws(conn *c, uint16_t code, close_reason why, const char *text)
+/* Queues the close frame now (wslay sends control frames ahead of queued data). */
+static void close_now(conn *c, uint16_t code, close_reason why, const char *text)
 {
-    if (c->state != CONN_WS)
-        return;
     c->state = CONN_CLOSING;
+    c->why_set = 1;
     c->why = why;
+    c->closed_by = "server";
     c->close_code = code;
+    c->close_after_flush = 0;
     snprintf(c->close_text, sizeof c->close_text, "%s", text);
     wslay_event_queue_close(c->ws, code, (const uint8_t *)text, strlen(text));
+    ev_timer_stop(c->srv->loop, &c->timer);
+    ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
+    ev_timer_start(c->srv->loop, &c->timer);
+    conn_mark_dirty(c);
+}
+
+void conn_close_ws(conn *c, uint16_t code, close_reason why, const char *text)
+{
+    if (c->state != CONN_WS || c->close_after_flush != 0)
+        return;
+    if (why == CLOSE_SLOW) {
+        close_now(c, code, why, text); /* what is queued is what it cannot take */
+        return;
+    }
+    /* Everything queued before the close (a task's end, a shutdown notice, error replies) goes
+     * out first; the close follows once the queue is empty, within CLOSE_GRACE_S. */
+    c->close_after_flush = code;
+    c->close_after_why = why;
+    snprintf(c->close_text, sizeof c->close_text, "%s", text);
     ev_timer_stop(c->srv->loop, &c->timer);
     ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
     ev_timer_start(c->srv->loop, &c->timer);
@@ -521,7 +578,9 @@ void ws_conn_timer(conn *c)
     }
     if (c->close_after_flush != 0) {
         /* the client did not take its last messages in time */
-        conn_close_ws(c, c->close_after_flush, c->close_after_why, "server shutting down");
+        char text[sizeof c->close_text];
+        snprintf(text, sizeof text, "%s", c->close_text);
+        close_now(c, c->close_after_flush, c->close_after_why, text);
         return;
     }
     if (c->shutdown_pending) {
@@ -531,13 +590,7 @@ void ws_conn_timer(conn *c)
         unsigned delay = 250 + randombytes_uniform(2750);
         int n = snprintf(json, sizeof json, "{\"type\":\"shutdown\",\"reconnect_after_ms\":%u}", delay);
         conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
-        /* The close follows once the queue (with this message) has reached wslay: wslay sends
-         * control frames ahead of queued data, so closing now would overtake it. */
-        c->close_after_flush = 1001;
-        c->close_after_why = CLOSE_DRAIN;
-        ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
-        ev_timer_start(c->srv->loop, &c->timer);
-        conn_mark_dirty(c);
+        conn_close_ws(c, 1001, CLOSE_DRAIN, "server shutting down");
         return;
     }
     if (c->missed_heartbeats >= cfg->heartbeat_misses) {
@@ -648,7 +701,9 @@ static void feed(conn *c)
         return;
     while (c->sending == NULL && wslay_event_get_queued_msg_count(c->ws) == 0) {
         if (c->q_len == 0 && c->close_after_flush != 0) {
-            conn_close_ws(c, c->close_after_flush, c->close_after_why, "server shutting down");
+            char text[sizeof c->close_text];
+            snprintf(text, sizeof text, "%s", c->close_text);
+            close_now(c, c->close_after_flush, c->close_after_why, text);
             return;
         }
         if (c->q_len == 0) {
@@ -741,8 +796,28 @@ void conn_pump(conn *c)
     }
     for (int round = 0; round < 16; round++) {
         uint64_t before_in = c->bytes_in, before_out = c->bytes_out;
-        if (wslay_event_want_read(c->ws) && wslay_event_recv(c->ws) != 0) {
-            conn_abort(c, c->why == CLOSE_CLIENT ? CLOSE_CLIENT : c->why, "connection lost");
+        /* While our writes are blocked nothing more is read: a peer that sends (pings, say) but
+         * never reads would otherwise grow wslay's reply queue without bound (B12). */
+        int may_read = !c->send_blocked;
+        if (may_read && wslay_event_want_read(c->ws) && wslay_event_recv(c->ws) != 0) {
+            if (!c->io_failed) {
+                /* wslay refused a frame (bad length, fragmented control frame, …) and gave up
+                 * without a close frame: send 1002 ourselves, between frames. */
+                if (!c->send_blocked) {
+                    static const uint8_t close1002[4] = {0x88, 0x02, 0x03, 0xea};
+                    ssize_t n = send(c->fd, close1002, sizeof close1002, MSG_NOSIGNAL);
+                    (void)n;
+                }
+                if (!c->why_set) {
+                    c->why_set = 1;
+                    c->why = CLOSE_PROTOCOL;
+                    c->closed_by = "server";
+                    c->close_code = WSLAY_CODE_PROTOCOL_ERROR;
+                }
+                conn_abort(c, CLOSE_PROTOCOL, "protocol error");
+                return;
+            }
+            conn_abort(c, c->why, "connection lost");
             return;
         }
         if (c->state == CONN_DEAD)
@@ -755,30 +830,30 @@ void conn_pump(conn *c)
         if (c->bytes_in == before_in && c->bytes_out == before_out)
             break;
     }
-    int want_read = wslay_event_want_read(c->ws);
+    int want_read = wslay_event_want_read(c->ws) && !c->send_blocked;
     int want_write = wslay_event_want_write(c->ws);
-    if (!want_read && !want_write) {
-        /* Close handshake done (or the protocol failed and wslay queued its close). */
+    if (!c->why_set && wslay_event_get_close_sent(c->ws)) {
+        /* wslay itself closed (1002 protocol error, 1007, 1009 message too big). */
+        uint16_t sent = wslay_event_get_status_code_sent(c->ws);
+        c->why_set = 1;
+        c->closed_by = "server";
+        c->close_code = sent;
+        c->why = sent == WSLAY_CODE_MESSAGE_TOO_BIG       ? CLOSE_TOO_BIG
+                 : sent == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ? CLOSE_BAD_UTF8
+                                                          : CLOSE_PROTOCOL;
+        if (c->state == CONN_WS) {
+            c->state = CONN_CLOSING;
+            ev_timer_stop(c->srv->loop, &c->timer);
+            ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
+            ev_timer_start(c->srv->loop, &c->timer);
+        }
+    }
+    if (!wslay_event_want_read(c->ws) && !want_write) {
+        /* Close handshake done. */
         if (c->close_code == 0)
             c->close_code = wslay_event_get_status_code_sent(c->ws);
-        if (c->why == CLOSE_EOF && wslay_event_get_close_sent(c->ws) &&
-            c->close_code == WSLAY_CODE_PROTOCOL_ERROR)
-            c->why = CLOSE_PROTOCOL;
-        if (c->why == CLOSE_EOF && c->close_code == WSLAY_CODE_MESSAGE_TOO_BIG)
-            c->why = CLOSE_TOO_BIG;
-        conn_abort(c, c->why, "closed");
+        conn_abort(c, c->why_set ? c->why : CLOSE_CLIENT, "closed");
         return;
-    }
-    if (!want_read && wslay_event_get_close_sent(c->ws) && !wslay_event_get_close_received(c->ws) &&
-        c->state == CONN_WS) {
-        /* wslay closed on a protocol error; we still flush the close frame. */
-        c->state = CONN_CLOSING;
-        uint16_t sent = wslay_event_get_status_code_sent(c->ws);
-        c->close_code = sent;
-        c->why = sent == WSLAY_CODE_MESSAGE_TOO_BIG ? CLOSE_TOO_BIG : CLOSE_PROTOCOL;
-        ev_timer_stop(c->srv->loop, &c->timer);
-        ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
-        ev_timer_start(c->srv->loop, &c->timer);
     }
     int events = (want_read ? EV_READ : 0) | (want_write ? EV_WRITE : 0);
     if (!ev_is_active(&c->io) || c->io.events != events) {

@@ -69,8 +69,6 @@ class Case1Framing(SidecarClassCase):
         w.send_frame(OP_PING, b"x", mask=False)
         self.assertFails(w, 1002)
 
-    # server bug: frame-level protocol errors (reported by wslay_frame_recv) end TCP with no close frame
-    @unittest.expectedFailure
     def test_1_7_non_minimal_length_encoding_is_a_protocol_error(self):
         # RFC 6455 5.2: "the minimal number of bytes MUST be used to encode the length".
         w = self.ws()
@@ -126,8 +124,6 @@ class Case2PingPong(SidecarClassCase):
         w.send_frame(OP_PING, p)
         self.assertEqual(self._pong(w).payload, p)
 
-    # server bug: frame-level protocol errors (reported by wslay_frame_recv) end TCP with no close frame
-    @unittest.expectedFailure
     def test_2_5_ping_126_bytes_is_a_protocol_error(self):
         w = self.ws()
         w.send_frame(OP_PING, b"\xfe" * 126)
@@ -242,16 +238,12 @@ class Case5Fragmentation(SidecarClassCase):
         self.assertEqual(pong.payload, b"between")
         self._subscribed(w)
 
-    # server bug: frame-level protocol errors (reported by wslay_frame_recv) end TCP with no close frame
-    @unittest.expectedFailure
     def test_5_5_fragmented_ping_is_a_protocol_error(self):
         w = self.ws()
         w.send_frame(OP_PING, b"frag", fin=False)
         w.send_frame(OP_CONT, b"ment")
         self.assertFails(w, 1002)
 
-    # server bug: frame-level protocol errors (reported by wslay_frame_recv) end TCP with no close frame
-    @unittest.expectedFailure
     def test_5_6_fragmented_pong_is_a_protocol_error(self):
         w = self.ws()
         w.send_frame(OP_PONG, b"frag", fin=False)
@@ -275,8 +267,6 @@ class Case5Fragmentation(SidecarClassCase):
         w.send_frame(OP_TEXT, b'{"type":"pong"}')
         self.assertFails(w, 1002)
 
-    # server bug: frame-level protocol errors (reported by wslay_frame_recv) end TCP with no close frame
-    @unittest.expectedFailure
     def test_5_10_fragmented_close_is_a_protocol_error(self):
         w = self.ws()
         w.send_frame(OP_CLOSE, close_payload(1000)[:1], fin=False)
@@ -397,8 +387,6 @@ class Case7Close(SidecarClassCase):
                 self.assertFails(w, 1002)
         self.assertServing()
 
-    # server bug: a 1-byte close payload is answered with an empty close, not 1002
-    @unittest.expectedFailure
     def test_7_5_one_byte_close_payload(self):
         w = self.ws()
         w.send_frame(OP_CLOSE, b"\x03")
@@ -481,8 +469,6 @@ class Case9Limits(SidecarClassCase):
         self.assertFails(w, 1009)
         self.assertServing()
 
-    # server bug: frame-level protocol errors (reported by wslay_frame_recv) end TCP with no close frame
-    @unittest.expectedFailure
     def test_9_5_length_with_msb_set_is_a_protocol_error(self):
         w = self.ws()
         head = struct.pack("!BBQ", 0x81, 0x80 | 127, 1 << 63) + b"\x00\x00\x00\x00"
@@ -513,8 +499,6 @@ class Case9Limits(SidecarClassCase):
         rss2 = proc_rss_kib(pid)
         self.assertLess(rss2 - rss1, 2048, "RSS grew from %d to %d KiB" % (rss1, rss2))
 
-    # server bug: pongs for unread pings are queued without bound (no read backpressure)
-    @unittest.expectedFailure
     def test_9_8_ping_flood_without_reading_pongs_is_bounded(self):
         if sanitized():
             self.skipTest("RSS is meaningless under ASan")
@@ -571,8 +555,6 @@ class Case12Compression(SidecarClassCase):
                 w = self.ws(extensions=offer)
                 self.assertIsNone(w.deflate, "accepted %r: %r" % (offer, w.response_headers))
 
-    # server bug: an offer repeating a parameter is accepted (RFC 7692 7.1 says decline it)
-    @unittest.expectedFailure
     def test_12_0_duplicate_parameter_declined(self):
         offer = "permessage-deflate; server_no_context_takeover; server_no_context_takeover"
         w = self.ws(extensions=offer)
@@ -676,8 +658,6 @@ class Case10Messages(SidecarClassCase):
                 self.assertIn(m["error"], ("bad_json", "bad_message"))
                 self.assertAlive(w)
 
-    # server bug: messages queued before a server-initiated close are discarded
-    @unittest.expectedFailure
     def test_10_3_many_invalid_messages_close_1008(self):
         w = self.ws()
         errors = 0

@@ -419,8 +419,6 @@ class Drain(unittest.TestCase):
     def test_drain(self):
         self.drain(check_shutdown=False)
 
-    # server bug: the shutdown message queued right before the 1001 close is never sent
-    @unittest.expectedFailure
     def test_drain_shutdown_message_jittered(self):
         self.drain(check_shutdown=True)
 
@@ -626,8 +624,6 @@ class Logs(SidecarClassCase):
         self.assertTrue(line.get("reason"))
         self.assertIn("duration_s", line)
 
-    # server bug: closes initiated by wslay (1002/1007/1009) are logged with reason client_close
-    @unittest.expectedFailure
     def test_protocol_error_logged(self):
         w, cid = self.open_conn()
         w.send_frame(OP_TEXT, b"x", mask=False)
