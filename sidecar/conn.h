@@ -113,6 +113,10 @@ typedef struct conn {
     int why_set;           /* why/closed_by are decided (first decision wins) */
     int io_failed;         /* the socket reported EOF or an error (vs a protocol failure) */
     int send_blocked;      /* the last write was short: reading pauses until it completes */
+    uint64_t frame_bytes;  /* wire bytes of frames whose start wslay reported */
+    int frame_open;        /* a frame started and has not ended */
+    int in_fragment;       /* a fragmented data message is open */
+    uint64_t active_mono;  /* last byte moved, for hibernation */
     uint16_t close_code;
     const char *closed_by; /* "server" or "client" */
     char close_text[96];

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
@@ -27,6 +28,7 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define RETRY_AFTER_S 5
+#define HTTP_IN_INITIAL 1024 /* first size of a request-head buffer */
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -173,12 +175,26 @@ void server_retire(server *srv, conn *c)
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents);
 
+#define IDLE_HIBERNATE_NS (2ull * 1000000000ull) /* idle this long: free the wslay buffers */
+
+/* Every second: free the WebSocket buffers of connections idle for 2 s (an idle dashboard then
+ * costs about 1.5 KiB here), and every minute forget idle rate-limit entries. */
 static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     server *srv = container_of(w, server, sweep_timer);
-    ratelimit_sweep(srv->rl, util_mono_ns());
+    uint64_t now = util_mono_ns();
+    unsigned freed = 0;
+    for (conn *c = srv->conns; c != NULL; c = c->next) {
+        if (c->state == CONN_WS && c->ws != NULL && now - c->active_mono > IDLE_HIBERNATE_NS)
+            freed += (unsigned)ws_conn_hibernate(c);
+    }
+    /* Freed buffers sit in the middle of the heap: hand their pages back to the kernel. */
+    if (freed >= 64)
+        malloc_trim(0);
+    if (++srv->sweeps % 60 == 0)
+        ratelimit_sweep(srv->rl, now);
 }
 
 static void accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -310,7 +326,7 @@ int server_start(server *srv, struct ev_loop *loop, const config *cfg, struct hu
     ev_check_start(loop, &srv->reaper);
     ev_idle_init(&srv->kick, kick_cb);
     srv->rl = ratelimit_new(cfg->conn_rate, cfg->user_conns);
-    ev_timer_init(&srv->sweep_timer, sweep_cb, 60., 60.);
+    ev_timer_init(&srv->sweep_timer, sweep_cb, 1., 1.);
     ev_timer_start(loop, &srv->sweep_timer);
 
     return 0;
@@ -794,17 +810,20 @@ static void http_read(conn *c)
 {
     server *srv = c->srv;
     size_t max = (size_t)srv->cfg->max_header;
-    if (c->in == NULL) {
-        c->in_cap = max + 1;
-        c->in = xmalloc(c->in_cap);
-    }
     for (;;) {
         if (c->in_len == max) {
             respond_error(c, 431, "Request Header Fields Too Large", REJ_HEADER_TOO_LARGE,
                           "header_too_large", "request head exceeds --max-header", NULL);
             return;
         }
-        ssize_t n = read(c->fd, c->in + c->in_len, max - c->in_len);
+        if (c->in_len == c->in_cap) {
+            /* Start small (a browser's handshake is under 1 KiB) and grow up to --max-header. */
+            c->in_cap = c->in_cap ? c->in_cap * 2 : HTTP_IN_INITIAL;
+            if (c->in_cap > max)
+                c->in_cap = max;
+            c->in = xrealloc(c->in, c->in_cap);
+        }
+        ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
         if (n == 0) {
             conn_abort(c, CLOSE_EOF, "closed before sending a request");
             return;
@@ -850,7 +869,7 @@ static void http_read(conn *c)
         }
         free(c->in);
         c->in = NULL;
-        c->in_len = 0;
+        c->in_len = c->in_cap = 0;
         return;
     }
 }

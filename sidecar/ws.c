@@ -412,6 +412,13 @@ static void on_frame_start_cb(wslay_event_context_ptr ctx,
                               const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
 {
     conn *c = user_data;
+    /* Bytes this frame occupies on the wire (client frames are masked): when every byte read
+     * belongs to a frame that ended, wslay holds no partial input (see hibernatable). */
+    uint64_t pl = arg->payload_length;
+    c->frame_bytes += 2 + 4 + (pl > 65535 ? 8 : pl > 125 ? 2 : 0) + pl;
+    c->frame_open = 1;
+    if (arg->opcode < 0x8)
+        c->in_fragment = !arg->fin;
     if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1 && !c->why_set) {
         c->why_set = 1;
         c->why = CLOSE_PROTOCOL;
@@ -432,16 +439,73 @@ static void rate_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     conn_pump(c);
 }
 
-int ws_conn_init(conn *c)
+static void on_frame_end_cb(wslay_event_context_ptr ctx, void *user_data)
+{
+    (void)ctx;
+    conn *c = user_data;
+    c->frame_open = 0;
+}
+
+/* Creates c's wslay context (at the upgrade, and when a hibernating connection wakes). */
+static int ws_context_new(conn *c)
 {
     static const struct wslay_event_callbacks cbs = {
-        recv_cb, send_cb, NULL, on_frame_start_cb, NULL, NULL, on_msg_recv_cb};
+        recv_cb, send_cb, NULL, on_frame_start_cb, NULL, on_frame_end_cb, on_msg_recv_cb};
     if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0)
         return -1;
-    const config *cfg = c->srv->cfg;
-    wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)cfg->max_message);
+    wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)c->srv->cfg->max_message);
     if (c->pmd.enabled)
         wslay_event_config_set_allowed_rsv_bits(c->ws, WSLAY_RSV1_BIT);
+    return 0;
+}
+
+/* 1 when c holds nothing but its socket: no frame half-read or half-written, no fragmented
+ * message open, nothing queued here or in wslay, no close under way.  Its wslay context (about
+ * 9 KiB of buffers) can then be freed and made anew on the next byte in or out. */
+static int hibernatable(const conn *c)
+{
+    return c->state == CONN_WS && c->ws != NULL && c->close_after_flush == 0 &&
+           !c->shutdown_pending && c->q_len == 0 && c->sending == NULL && !c->send_blocked &&
+           !c->frame_open && !c->in_fragment && c->frame_bytes == c->bytes_in && c->pre == NULL &&
+           !c->replaying && wslay_event_get_queued_msg_count(c->ws) == 0 &&
+           !wslay_event_want_write(c->ws) && wslay_event_want_read(c->ws);
+}
+
+int ws_conn_hibernate(conn *c)
+{
+    if (!hibernatable(c))
+        return 0;
+    wslay_event_context_free(c->ws);
+    c->ws = NULL;
+    g_metrics.hibernations++;
+    if (!ev_is_active(&c->io) || c->io.events != EV_READ) {
+        ev_io_stop(c->srv->loop, &c->io);
+        ev_io_set(&c->io, c->fd, EV_READ);
+        ev_io_start(c->srv->loop, &c->io);
+    }
+    return 1;
+}
+
+/* Gives a hibernating connection its wslay context back.  Returns 0, or -1 (out of memory: the
+ * connection is aborted). */
+static int wake(conn *c)
+{
+    if (c->ws != NULL || c->state == CONN_DEAD)
+        return 0;
+    if (ws_context_new(c) != 0) {
+        conn_abort(c, CLOSE_IO_ERROR, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int ws_conn_init(conn *c)
+{
+    if (ws_context_new(c) != 0)
+        return -1;
+    const config *cfg = c->srv->cfg;
+    c->frame_bytes = c->bytes_in;
+    c->active_mono = util_mono_ns();
     c->q_cap = 16;
     c->q = xcalloc(c->q_cap, sizeof *c->q);
     c->state = CONN_WS;
@@ -528,6 +592,8 @@ void conn_abort(conn *c, close_reason why, const char *text)
 /* Queues the close frame now (wslay sends control frames ahead of queued data). */
 static void close_now(conn *c, uint16_t code, close_reason why, const char *text)
 {
+    if (wake(c) != 0)
+        return;
     c->state = CONN_CLOSING;
     c->why_set = 1;
     c->why = why;
@@ -602,6 +668,8 @@ void ws_conn_timer(conn *c)
     util_rfc3339(ts, sizeof ts, util_now_ns());
     char json[96];
     int n = snprintf(json, sizeof json, "{\"type\":\"heartbeat\",\"timestamp\":\"%s\"}", ts);
+    if (wake(c) != 0)
+        return;
     struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"rs", 2};
     wslay_event_queue_msg(c->ws, &ping);
     conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
@@ -781,6 +849,8 @@ void conn_pump(conn *c)
 {
     if (c->state == CONN_DEAD)
         return;
+    if (c->state != CONN_HTTP && c->state != CONN_RESPONSE && wake(c) != 0)
+        return;
     if (c->out != NULL) {
         int r = server_flush_out(c);
         if (r < 0) {
@@ -829,6 +899,7 @@ void conn_pump(conn *c)
         }
         if (c->bytes_in == before_in && c->bytes_out == before_out)
             break;
+        c->active_mono = util_mono_ns();
     }
     int want_read = wslay_event_want_read(c->ws) && !c->send_blocked;
     int want_write = wslay_event_want_write(c->ws);
