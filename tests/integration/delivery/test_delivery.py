@@ -653,6 +653,38 @@ class BurstTest(Base):
         run_async(run())
 
 
+class GlobalRateTest(Base):
+    sidecar_args = ("--global-msg-rate", "20", "--conn-msg-rate", "0")
+
+    # server bug: --global-msg-rate is not enforced (ringside_rate_limited_total is never incremented)
+    @unittest.expectedFailure
+    def test_global_rate_limits_progress_not_status(self):
+        async def run():
+            a = self.agent("a1", "p1")
+            async with connect(self.sc) as ws:
+                await snapshot_of(ws)
+                for i in range(60):
+                    a.cmd("start t%d" % i)
+                    await events_until(ws, lambda m: m.get("task_id") == "t%d" % i)
+                t0 = time.monotonic()
+                for i in range(60):
+                    a.cmd("progress t%d 1 2" % i)
+                a.cmd("status working urgent")
+                seen = set()
+                urgent = None
+                while urgent is None or len(seen) < 60:
+                    m = await recv_json(ws, 10)
+                    if m["type"] == "progress":
+                        seen.add(m["task_id"])
+                    elif m.get("detail") == "urgent":
+                        urgent = time.monotonic() - t0
+                spread = time.monotonic() - t0
+                self.assertLess(urgent, 0.5)
+                self.assertGreater(spread, 1.5)  # 60 events at 20/s
+                self.assertGreater(self.metric("ringside_rate_limited_total"), 0)
+        run_async(run())
+
+
 class SlowClientTest(Base):
     sidecar_args = ("--send-queue", "10", "--conn-msg-rate", "20")
 
@@ -663,6 +695,7 @@ class SlowClientTest(Base):
                 await snapshot_of(ws)
                 for i in range(40):
                     a.cmd("start t%d" % i)
+                    await events_until(ws, lambda m: m.get("task_id") == "t%d" % i)
                 d0 = self.metric('ws_updates_messages_dropped_total{type="progress"}')
                 # 40 tasks' progress (non-critical, 20/s) interleaved with status (critical)
                 for i in range(40):
@@ -680,8 +713,6 @@ class SlowClientTest(Base):
                 self.assertGreater(sum(m["count"] for m in drops), 0)
                 status = [m["detail"] for m in got + more if m["type"] == "agent_status"]
                 self.assertEqual(status, ["s%d" % i for i in range(0, 40, 4)] + ["last"])
-                starts = [m for m in got if m["type"] == "task_started"]
-                self.assertEqual(len(starts), 40)
                 progress = [m for m in got + more if m["type"] == "progress"]
                 self.assertLess(len(progress), 40)
                 self.assertEqual(len(progress) + sum(m["count"] for m in drops), 40)
@@ -703,14 +734,18 @@ class RateTest(Base):
                 await snapshot_of(ws)
                 for i in range(60):
                     a.cmd("start t%d" % i)
-                await events_until(ws, lambda m: m.get("task_id") == "t59", timeout=10)
+                    await events_until(ws, lambda m: m.get("task_id") == "t%d" % i)
                 # the bucket refills while we wait for nothing: let it fill (1 s at 20/s)
                 await asyncio.sleep(1.1)  # workload: a full token bucket, not synchronisation
                 for i in range(60):
                     a.cmd("progress t%d 1 2" % i)
+                arrivals = {}
+                # once the first progress is here all 60 were read (one slot scan) and queued;
+                # the status published now is queued behind ~40 rate-limited ones
+                first = await events_until(ws, lambda m: m["type"] == "progress")
+                arrivals[first[-1]["task_id"]] = time.monotonic()
                 t_pub = time.monotonic()
                 a.cmd("status working urgent")
-                arrivals = {}
                 while "urgent" not in arrivals or len([k for k in arrivals if k != "urgent"]) < 60:
                     m = await recv_json(ws, 10)
                     if m["type"] == "progress":
@@ -734,11 +769,9 @@ class RateTest(Base):
                 await snapshot_of(ws)
                 for ag in ags:
                     for i in range(60):
+                        # one at a time: a burst would hit the pump bug (BurstTest)
                         ag.cmd("start t%d" % i)
-                n = 0
-                while n < 180:
-                    m = await recv_json(ws, 20)
-                    n += m["type"] == "task_started"
+                        await events_until(ws, lambda m: m.get("task_id") == "t%d" % i)
                 await asyncio.sleep(1.1)  # workload: a full token bucket, not synchronisation
                 for ag in ags:
                     for i in range(60):
@@ -790,8 +823,10 @@ class ReplayTest(Base):
                 self.assertEqual(T, S + 4)
                 replay = [await recv_json(ws) for _ in range(T - S)]
                 self.assertEqual([m["seq"] for m in replay], list(range(S + 1, T + 1)))
-                self.assertEqual([m["type"] for m in replay],
-                                 ["task_started", "agent_status", "task_ended", "agent_status"])
+                # in publish order per agent (two rings: no order between agents)
+                self.assertEqual([m["type"] for m in replay if m["agent_id"] == "a1"],
+                                 ["task_started", "task_ended", "agent_status"])
+                self.assertEqual([m["detail"] for m in replay if m["agent_id"] == "b1"], ["other"])
                 a.cmd("status working live")
                 live = await events_until(ws, is_status("live"))
                 self.assertEqual([m["seq"] for m in live], [T + 1])
@@ -872,6 +907,13 @@ class ReplayTest(Base):
                 self.assertEqual([m["detail"] for m in got], ["one", "sentinel"])
         run_async(run())
 
+    # server bug: last_sequence_id=-1 is accepted (strtoull wraps it; server.c resume parsing)
+    @unittest.expectedFailure
+    def test_negative_resume_refused(self):
+        status, _, body = self.sc.upgrade("/ws/events?last_sequence_id=-1&epoch=x")
+        self.assertEqual(status, 400)
+        self.assertEqual(json.loads(body)["error"], "bad_resume")
+
     def test_bad_resume_parameters(self):
         status, _, body = self.sc.upgrade("/ws/events?last_sequence_id=abc&epoch=x")
         self.assertEqual(status, 400)
@@ -922,11 +964,18 @@ class TerminalTest(Base):
                 ansi = (b"\x1b[31mred\x1b[0m\r\n\x1b[1;32mbold green\x1b[0m \xe2\x9c\x93\r\n"
                         b"\x1b[2J\x1b[H\x00\xff\xfe\x1b]0;title\x07")
                 sent = b""
+                data = b""
+                frames = []
+                texts = []
                 for i in range(0, len(payload), 7000):
                     chunk = payload[i:i + 7000] + ansi
                     a.write("t1", chunk)
                     sent += chunk
-                data, frames, texts = await read_terminal(ws, len(sent))
+                    # step by step: a long burst to one client can hit the pump bug (BurstTest)
+                    d, f, t = await read_terminal(ws, len(chunk))
+                    data += d
+                    frames += f
+                    texts += t
                 self.assertEqual(texts, [])
                 self.assertEqual(len(data), len(sent))
                 if data != sent:
@@ -1030,6 +1079,35 @@ class TerminalTest(Base):
                 a.write("t1", after)
                 got, frames, texts = await read_terminal(ws, 2000)
                 self.assertEqual(got, after)
+                self.assertEqual(texts, [])
+        run_async(run())
+
+    def test_resume_beyond_scrollback_reports_gap(self):
+        """Paused past the scrollback: resume sends a scrollback_overrun gap, then the kept bytes."""
+        async def run():
+            a = self.agent("a1", "p1")
+            async with connect(self.sc) as obs:
+                await snapshot_of(obs)
+                a.cmd("start t1")
+                await events_until(obs, lambda m: m["type"] == "task_started")
+            async with connect(self.sc, term_path("t1")) as ws, \
+                    connect(self.sc, term_path("t1")) as witness:
+                await recv_json(ws)
+                await recv_json(witness)
+                await ws.send(json.dumps({"type": "pause"}))
+                await ws.send(json.dumps({"type": "no-such-type"}))
+                self.assertEqual((await recv_json(ws))["error"], "unknown_type")
+                during = os.urandom(100000)
+                for i in range(0, len(during), 8000):
+                    a.write("t1", during[i:i + 8000])
+                    # small steps: a long burst to one client can hit the pump bug (BurstTest)
+                    await read_terminal(witness, len(during[i:i + 8000]))
+                await ws.send(json.dumps({"type": "resume"}))
+                gap = await recv_json(ws)
+                self.assertEqual((gap["type"], gap["reason"], gap["bytes"]),
+                                 ("gap", "scrollback_overrun", 100000 - 65536))
+                got, frames, texts = await read_terminal(ws, 65536)
+                self.assertEqual(got, during[-65536:])
                 self.assertEqual(texts, [])
         run_async(run())
 
@@ -1208,6 +1286,33 @@ class GapTest(Base):
             self.assertEqual(lost_metric, lost)
         run_async(run())
 
+    # server bug: terminal gap markers lack agent_id/project_id/timestamp/ts_ns/task_id (hub.c send_gap)
+    @unittest.expectedFailure
+    def test_terminal_gap_has_common_fields(self):
+        async def run():
+            a = self.agent("a1", "p1", "--term-ring-bytes", "8192")
+            async with connect(self.sc) as obs:
+                await snapshot_of(obs)
+                a.cmd("start t1")
+                await events_until(obs, lambda m: m["type"] == "task_started")
+                async with connect(self.sc, term_path("t1")) as ws:
+                    await recv_json(ws)
+                    self.sc.signal(signal.SIGSTOP)
+                    try:
+                        a.cmd("fill t1 100000 2048")
+                    finally:
+                        self.sc.signal(signal.SIGCONT)
+                    gap = None
+                    for _ in range(1000):
+                        m = await asyncio.wait_for(ws.recv(), 5)
+                        if isinstance(m, str):
+                            gap = json.loads(m)
+                            break
+                    self.assertEqual(gap["type"], "gap")
+                    for k in ("agent_id", "project_id", "timestamp", "ts_ns", "task_id"):
+                        self.assertIn(k, gap)
+        run_async(run())
+
     def test_event_log_overrun_reaches_client_as_gap(self):
         async def run():
             a = self.agent("a1", "p1", "--log-slots", "8")
@@ -1263,6 +1368,106 @@ class MetricsTest(Base):
             self.assertEqual(d('ringside_events_total{type="agent_status"}'), 1)
             self.assertGreater(d("ws_updates_bytes_sent_total"), 0)
         run_async(run())
+
+
+def msgpack_decode(data):
+    """A small MessagePack decoder (maps, arrays, strings, ints, floats, nil, bools, bin) so the
+    test needs no extra package.  Returns the decoded value; raises ValueError on trailing bytes."""
+    import struct
+
+    def dec(i):
+        b = data[i]
+        i += 1
+        if b <= 0x7F:
+            return b, i
+        if b >= 0xE0:
+            return b - 0x100, i
+        if 0x80 <= b <= 0x8F:
+            return dec_map(i, b & 0x0F)
+        if 0x90 <= b <= 0x9F:
+            return dec_arr(i, b & 0x0F)
+        if 0xA0 <= b <= 0xBF:
+            n = b & 0x1F
+            return data[i:i + n].decode(), i + n
+        if b == 0xC0:
+            return None, i
+        if b in (0xC2, 0xC3):
+            return b == 0xC3, i
+        fixed = {0xCA: ">f", 0xCB: ">d", 0xCC: ">B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q",
+                 0xD0: ">b", 0xD1: ">h", 0xD2: ">i", 0xD3: ">q"}
+        if b in fixed:
+            n = struct.calcsize(fixed[b])
+            return struct.unpack(fixed[b], data[i:i + n])[0], i + n
+        lens = {0xD9: (1, "s"), 0xDA: (2, "s"), 0xDB: (4, "s"), 0xC4: (1, "b"), 0xC5: (2, "b"),
+                0xC6: (4, "b"), 0xDC: (2, "a"), 0xDD: (4, "a"), 0xDE: (2, "m"), 0xDF: (4, "m")}
+        if b in lens:
+            w, kind = lens[b]
+            n = int.from_bytes(data[i:i + w], "big")
+            i += w
+            if kind == "s":
+                return data[i:i + n].decode(), i + n
+            if kind == "b":
+                return data[i:i + n], i + n
+            return (dec_arr if kind == "a" else dec_map)(i, n)
+        raise ValueError("unsupported msgpack byte 0x%02x" % b)
+
+    def dec_arr(i, n):
+        out = []
+        for _ in range(n):
+            v, i = dec(i)
+            out.append(v)
+        return out, i
+
+    def dec_map(i, n):
+        out = {}
+        for _ in range(n):
+            k, i = dec(i)
+            v, i = dec(i)
+            out[k] = v
+        return out, i
+
+    v, end = dec(0)
+    if end != len(data):
+        raise ValueError("trailing bytes")
+    return v
+
+
+class EncodingTest(Base):
+    # server bug: encoding=messagepack not implemented (server.c read_filters refuses it with 400, B10)
+    @unittest.expectedFailure
+    def test_messagepack_same_fields_as_json(self):
+        async def run():
+            a = self.agent("a1", "p1")
+            async with connect(self.sc) as js, \
+                    connect(self.sc, "/ws/events?encoding=messagepack") as mp:
+                await snapshot_of(js)
+                snap = await asyncio.wait_for(mp.recv(), 5)
+                self.assertIsInstance(snap, bytes)
+                self.assertEqual(msgpack_decode(snap)["type"], "snapshot")
+                a.cmd("status working hi")
+                a.cmd("start t1 x")
+                a.cmd("progress t1 1 4 m")
+                want = await events_until(js, lambda m: m["type"] == "progress")
+                got = []
+                for _ in want:
+                    got.append(msgpack_decode(await asyncio.wait_for(mp.recv(), 5)))
+                self.assertEqual(got, want)
+        run_async(run())
+
+    # server bug: permessage-deflate is never negotiated (no Sec-WebSocket-Extensions in the 101, B10)
+    @unittest.expectedFailure
+    def test_permessage_deflate_negotiated(self):
+        async def run():
+            async with connect(self.sc) as ws:  # websockets offers permessage-deflate
+                await snapshot_of(ws)
+                ext = ws.response_headers.get("Sec-WebSocket-Extensions", "")
+                self.assertIn("permessage-deflate", ext)
+        run_async(run())
+
+    def test_unknown_encoding_refused(self):
+        status, _, body = self.sc.upgrade("/ws/events?encoding=xml")
+        self.assertEqual(status, 400)
+        self.assertEqual(json.loads(body)["error"], "bad_encoding")
 
 
 if __name__ == "__main__":
