@@ -784,7 +784,8 @@ class RateTest(Base):
                     m = await recv_json(ws, deadline - time.monotonic())
                     if m["type"] == "progress":
                         delivered += 1
-                        self.assertLess((time.time_ns() - m["ts_ns"]) / 1e9, 5.5)
+                        # 5 s TTL plus slack for a loaded machine
+                        self.assertLess((time.time_ns() - m["ts_ns"]) / 1e9, 6.0)
                     elif m["type"] == "dropped":
                         dropped += m["count"]
                 self.assertEqual(delivered + dropped, 180)
