@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cluster.h"
 #include "hub.h"
 #include "log.h"
 #include "server.h"
@@ -56,8 +57,10 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
             return n;
         }
         if (n == 0) {
-            c->why = wslay_event_get_close_received(ctx) ? CLOSE_CLIENT : CLOSE_EOF;
-            c->closed_by = "client";
+            if (c->state == CONN_WS) { /* a close we started keeps its own reason */
+                c->why = wslay_event_get_close_received(ctx) ? CLOSE_CLIENT : CLOSE_EOF;
+                c->closed_by = "client";
+            }
             wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
             return -1;
         }
@@ -66,7 +69,8 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         } else {
-            c->why = CLOSE_IO_ERROR;
+            if (c->state == CONN_WS)
+                c->why = CLOSE_IO_ERROR;
             wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         }
         return -1;
@@ -155,7 +159,7 @@ static void bad_message(conn *c, const char *code, const char *text)
 /* Reads a JSON array of ids into a filter list.  Returns 0 or -1 with err set. */
 static int read_id_array(json_t *arr, filter_list *out, const char *what, char *err, size_t errlen)
 {
-    out->n = 0;
+    filter_list_free(out);
     if (arr == NULL || json_is_null(arr))
         return 0;
     if (!json_is_array(arr)) {
@@ -175,7 +179,7 @@ static int read_id_array(json_t *arr, filter_list *out, const char *what, char *
             snprintf(err, errlen, "%s[%zu] is not a valid id", what, i);
             return -1;
         }
-        snprintf(out->ids[out->n++], FILTER_ID_MAX + 1, "%s", s);
+        filter_list_add(out, s, strlen(s));
     }
     return 0;
 }
@@ -200,6 +204,7 @@ static void handle_subscribe(conn *c, json_t *root)
         read_id_array(json_object_get(root, "project_ids"), &f.projects, "project_ids", err,
                       sizeof err) != 0) {
         bad_message(c, "bad_filter", err);
+        filter_free(&f);
         return;
     }
     f.types = FILTER_EV_ALL;
@@ -207,6 +212,7 @@ static void handle_subscribe(conn *c, json_t *root)
     if (types != NULL && !json_is_null(types)) {
         if (!json_is_array(types) || json_array_size(types) > FILTER_MAX_IDS) {
             bad_message(c, "bad_filter", "event_types must be an array of type names");
+            filter_free(&f);
             return;
         }
         uint32_t mask = 0;
@@ -218,6 +224,7 @@ static void handle_subscribe(conn *c, json_t *root)
             const char *s = json_string_value(v);
             if (s == NULL || filter_parse_types(s, &bit, err, sizeof err) != 0 || strchr(s, ',')) {
                 bad_message(c, "bad_filter", s == NULL ? "event_types entries must be strings" : err);
+                filter_free(&f);
                 return;
             }
             mask |= bit;
@@ -231,10 +238,12 @@ static void handle_subscribe(conn *c, json_t *root)
                 snprintf(err, sizeof err, "project_ids: you may not see project '%s'",
                          f.projects.ids[i]);
                 bad_message(c, "forbidden", err);
+                filter_free(&f);
                 return;
             }
         }
     }
+    filter_free(&c->filt);
     c->filt = f;
     hub_send_subscribed(c->srv->hub, c);
 }
@@ -313,6 +322,8 @@ static void handle_text(conn *c, const uint8_t *data, size_t len)
         bad_message(c, "bad_message", "missing \"type\"");
     } else if (strcmp(type, "pong") == 0) {
         c->missed_heartbeats = 0;
+        if (c->srv->cl != NULL)
+            cluster_conn_heartbeat(c->srv->cl, c);
     } else if (strcmp(type, "subscribe") == 0 && c->endpoint == EP_EVENTS) {
         handle_subscribe(c, root);
     } else if (strcmp(type, "pause") == 0 && c->endpoint == EP_TERMINAL) {
@@ -335,27 +346,46 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event
     (void)ctx;
     conn *c = user_data;
     c->missed_heartbeats = 0; /* any traffic proves the peer is alive */
-    switch (arg->opcode) {
-    case WSLAY_TEXT_FRAME:
-        if (!utf8_valid(arg->msg, arg->msg_length)) {
-            conn_close_ws(c, 1007, CLOSE_BAD_UTF8, "invalid UTF-8 in text message");
+    const uint8_t *data = arg->msg;
+    size_t len = arg->msg_length;
+    uint8_t *plain = NULL;
+    if ((arg->rsv & WSLAY_RSV1_BIT) &&
+        (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)) {
+        int rc = encode_inflate(&c->inf, &c->pmd, data, len, (size_t)c->srv->cfg->max_message,
+                                &plain, &len);
+        if (rc == -2) {
+            conn_close_ws(c, 1009, CLOSE_TOO_BIG, "inflated message too big");
             return;
         }
-        handle_text(c, arg->msg, arg->msg_length);
+        if (rc != 0) {
+            conn_close_ws(c, 1007, CLOSE_PROTOCOL, "corrupt compressed message");
+            return;
+        }
+        data = plain;
+    }
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+        if (!utf8_valid(data, len)) {
+            conn_close_ws(c, 1007, CLOSE_BAD_UTF8, "invalid UTF-8 in text message");
+            break;
+        }
+        handle_text(c, data, len);
         break;
     case WSLAY_BINARY_FRAME:
         conn_close_ws(c, 1003, CLOSE_POLICY, "binary messages are not accepted");
         break;
     case WSLAY_CONNECTION_CLOSE:
-        c->closed_by = "client";
-        c->why = CLOSE_CLIENT;
-        c->close_code = arg->status_code;
-        if (c->state == CONN_WS)
+        if (c->state == CONN_WS) { /* the client started the close */
+            c->closed_by = "client";
+            c->why = CLOSE_CLIENT;
+            c->close_code = arg->status_code;
             c->state = CONN_CLOSING;
+        }
         break;
     default:
         break; /* ping answered by wslay; pong counted above */
     }
+    free(plain);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -376,6 +406,8 @@ int ws_conn_init(conn *c)
         return -1;
     const config *cfg = c->srv->cfg;
     wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)cfg->max_message);
+    if (c->pmd.enabled)
+        wslay_event_config_set_allowed_rsv_bits(c->ws, WSLAY_RSV1_BIT);
     c->q_cap = 16;
     c->q = xcalloc(c->q_cap, sizeof *c->q);
     c->state = CONN_WS;
@@ -392,8 +424,9 @@ int ws_conn_init(conn *c)
     ev_timer_set(&c->timer, (double)cfg->heartbeat_interval, (double)cfg->heartbeat_interval);
     ev_timer_start(c->srv->loop, &c->timer);
     log_info("client connected",
-             "\"conn\":%llu,\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"task\":\"%s\"",
-             (unsigned long long)c->id, c->ip, c->user,
+             "\"event\":\"connect\",\"conn\":%llu,\"conn_id\":\"%s\",\"ip\":\"%s\",\"user\":\"%s\","
+             "\"endpoint\":\"%s\",\"task\":\"%s\"",
+             (unsigned long long)c->id, c->cid, c->ip, c->user,
              c->endpoint == EP_EVENTS ? "events" : "terminal", c->task_id);
     return 0;
 }
@@ -413,16 +446,18 @@ void ws_conn_deinit(conn *c)
     c->sending = NULL;
     free(c->pre);
     c->pre = NULL;
+    encode_inflater_free(c->inf);
+    c->inf = NULL;
 }
 
 static void log_close(conn *c)
 {
     double dur = (double)(util_mono_ns() - c->opened_mono) / 1e9;
     log_info("client disconnected",
-             "\"conn\":%llu,\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"reason\":\"%s\","
+             "\"event\":\"disconnect\",\"conn\":%llu,\"conn_id\":\"%s\",\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"reason\":\"%s\","
              "\"code\":%u,\"detail\":\"%s\",\"closed_by\":\"%s\",\"duration_s\":%.3f,"
              "\"bytes_in\":%llu,\"bytes_out\":%llu,\"messages_out\":%llu,\"dropped\":%llu",
-             (unsigned long long)c->id, c->ip, c->user,
+             (unsigned long long)c->id, c->cid, c->ip, c->user,
              c->endpoint == EP_EVENTS ? "events" : "terminal", metrics_close_reason_name(c->why),
              c->close_code, c->close_text, c->closed_by, dur, (unsigned long long)c->bytes_in,
              (unsigned long long)c->bytes_out, (unsigned long long)c->msgs_out,
@@ -444,6 +479,8 @@ void conn_abort(conn *c, close_reason why, const char *text)
         c->counted_open = 0;
         ev_timer_stop(c->srv->loop, &c->rate_timer);
         ev_timer_stop(c->srv->loop, &c->expiry_timer);
+        if (c->srv->cl != NULL)
+            cluster_conn_close(c->srv->cl, c);
         server_ws_closed(c->srv);
     } else if (log_enabled(LOG_DEBUG)) {
         log_debug("connection closed", "\"conn\":%llu,\"ip\":\"%s\",\"detail\":\"%s\"",
@@ -482,6 +519,11 @@ void ws_conn_timer(conn *c)
         conn_abort(c, c->why, "close handshake timed out");
         return;
     }
+    if (c->close_after_flush != 0) {
+        /* the client did not take its last messages in time */
+        conn_close_ws(c, c->close_after_flush, c->close_after_why, "server shutting down");
+        return;
+    }
     if (c->shutdown_pending) {
         c->shutdown_pending = 0;
         char json[96];
@@ -489,7 +531,13 @@ void ws_conn_timer(conn *c)
         unsigned delay = 250 + randombytes_uniform(2750);
         int n = snprintf(json, sizeof json, "{\"type\":\"shutdown\",\"reconnect_after_ms\":%u}", delay);
         conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
-        conn_close_ws(c, 1001, CLOSE_DRAIN, "server shutting down");
+        /* The close follows once the queue (with this message) has reached wslay: wslay sends
+         * control frames ahead of queued data, so closing now would overtake it. */
+        c->close_after_flush = 1001;
+        c->close_after_why = CLOSE_DRAIN;
+        ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
+        ev_timer_start(c->srv->loop, &c->timer);
+        conn_mark_dirty(c);
         return;
     }
     if (c->missed_heartbeats >= cfg->heartbeat_misses) {
@@ -599,6 +647,10 @@ static void feed(conn *c)
     if (c->state != CONN_WS)
         return;
     while (c->sending == NULL && wslay_event_get_queued_msg_count(c->ws) == 0) {
+        if (c->q_len == 0 && c->close_after_flush != 0) {
+            conn_close_ws(c, c->close_after_flush, c->close_after_why, "server shutting down");
+            return;
+        }
         if (c->q_len == 0) {
             c->behind_since_mono = 0;
             if (c->drops_unreported > 0) {
@@ -641,14 +693,28 @@ static void feed(conn *c)
                 c->tokens -= 1.0;
             }
         }
-        c->sending = q_pop(c);
+        /* Pick the wire form: each variant is computed once per broadcast and cached on m. */
+        msg *popped = q_pop(c);
+        msg *out = popped;
+        if (c->is_messagepack && out->kind != MSG_TERMINAL)
+            out = encode_msgpack(out);
+        uint8_t rsv = WSLAY_RSV_NONE;
+        if (c->pmd.enabled) {
+            msg *z = encode_deflate(out);
+            if (z != NULL) {
+                out = z;
+                rsv = WSLAY_RSV1_BIT;
+            }
+        }
+        c->sending = msg_ref(out);
+        msg_unref(popped);
         c->sending_off = 0;
         struct wslay_event_fragmented_msg fm;
         memset(&fm, 0, sizeof fm);
         fm.opcode = c->sending->opcode;
         fm.source.data = c;
         fm.read_callback = fragment_cb;
-        if (wslay_event_queue_fragmented_msg(c->ws, &fm) != 0) {
+        if (wslay_event_queue_fragmented_msg_ex(c->ws, &fm, rsv) != 0) {
             msg_unref(c->sending);
             c->sending = NULL;
             return;
