@@ -656,8 +656,6 @@ class BurstTest(Base):
 class GlobalRateTest(Base):
     sidecar_args = ("--global-msg-rate", "20", "--conn-msg-rate", "0")
 
-    # server bug: --global-msg-rate is not enforced (ringside_rate_limited_total is never incremented)
-    @unittest.expectedFailure
     def test_global_rate_limits_progress_not_status(self):
         async def run():
             a = self.agent("a1", "p1")
@@ -704,11 +702,19 @@ class SlowClientTest(Base):
                         a.cmd("status working s%d" % i)
                 a.cmd("status idle last")
                 got = await events_until(ws, is_status("last"), timeout=15)
-                drops = [m for m in got if m["type"] == "dropped"]
                 more = []
-                if not drops:  # the notice goes out once the queue has drained
-                    more = await events_until(ws, lambda m: m["type"] == "dropped", timeout=10)
-                    drops = [m for m in more if m["type"] == "dropped"]
+
+                def accounted():
+                    msgs = got + more
+                    return (sum(1 for m in msgs if m["type"] == "progress") +
+                            sum(m["count"] for m in msgs if m["type"] == "dropped"))
+                # every progress is either delivered or counted in a notice (notices go out
+                # whenever the queue drains, so there may be several)
+                for _ in range(100):
+                    if accounted() >= 40:
+                        break
+                    more.append(await recv_json(ws, 10))
+                drops = [m for m in got + more if m["type"] == "dropped"]
                 self.assertTrue(drops)
                 self.assertGreater(sum(m["count"] for m in drops), 0)
                 status = [m["detail"] for m in got + more if m["type"] == "agent_status"]
@@ -723,7 +729,9 @@ class SlowClientTest(Base):
 
 # ---------------------------------------------------------------------------------------------
 class RateTest(Base):
-    sidecar_args = ("--conn-msg-rate", "20", "--send-queue", "1000")
+    # 15/s rather than 20/s: a token bucket above the pump's 16-message budget lets a refilled
+    # connection stall on the pump bug (BurstTest) when the machine is loaded
+    sidecar_args = ("--conn-msg-rate", "15", "--send-queue", "1000")
 
     # server bug: a critical message queued behind rate-limited progress waits for it (ws.c feed() rate check on the queue head)
     @unittest.expectedFailure
@@ -741,7 +749,7 @@ class RateTest(Base):
                     a.cmd("progress t%d 1 2" % i)
                 arrivals = {}
                 # once the first progress is here all 60 were read (one slot scan) and queued;
-                # the status published now is queued behind ~40 rate-limited ones
+                # the status published now is queued behind ~45 rate-limited ones
                 first = await events_until(ws, lambda m: m["type"] == "progress")
                 arrivals[first[-1]["task_id"]] = time.monotonic()
                 t_pub = time.monotonic()
@@ -754,9 +762,9 @@ class RateTest(Base):
                         arrivals["urgent"] = time.monotonic()
                 urgent = arrivals.pop("urgent") - t_pub
                 spread = max(arrivals.values()) - t_pub
-                # 60 messages at 20/s with a bucket of 20: >= 2 s
-                self.assertGreater(spread, 1.6, "progress not rate-limited")
-                self.assertLess(spread, 5.0, "progress held back too long")
+                # 60 messages at 15/s with a bucket of 15: >= 3 s
+                self.assertGreater(spread, 2.5, "progress not rate-limited")
+                self.assertLess(spread, 6.0, "progress held back too long")
                 self.assertLess(urgent, 0.5, "status waited %.2f s behind rate-limited progress"
                                 % urgent)
         run_async(run())
@@ -773,22 +781,26 @@ class RateTest(Base):
                         ag.cmd("start t%d" % i)
                         await events_until(ws, lambda m: m.get("task_id") == "t%d" % i)
                 await asyncio.sleep(1.1)  # workload: a full token bucket, not synchronisation
+                # 180 at 15/s need 12 s: those older than 5 s by their turn are dropped
                 for ag in ags:
                     for i in range(60):
                         ag.cmd("progress t%d 1 2" % i)
-                # 180 at 20/s need ~8 s: about 60 are older than 5 s by their turn
                 delivered = 0
                 dropped = 0
                 deadline = time.monotonic() + 15
                 while delivered + dropped < 180 and time.monotonic() < deadline:
-                    m = await recv_json(ws, deadline - time.monotonic())
+                    try:
+                        m = await recv_json(ws, deadline - time.monotonic())
+                    except asyncio.TimeoutError:
+                        break
                     if m["type"] == "progress":
                         delivered += 1
                         # 5 s TTL plus slack for a loaded machine
                         self.assertLess((time.time_ns() - m["ts_ns"]) / 1e9, 6.0)
                     elif m["type"] == "dropped":
                         dropped += m["count"]
-                self.assertEqual(delivered + dropped, 180)
+                self.assertEqual(delivered + dropped, 180,
+                                 "delivered %d dropped %d" % (delivered, dropped))
                 self.assertGreater(dropped, 0)
                 self.assertLess(delivered, 180)
         run_async(run())
@@ -1434,8 +1446,6 @@ def msgpack_decode(data):
 
 
 class EncodingTest(Base):
-    # server bug: encoding=messagepack not implemented (server.c read_filters refuses it with 400, B10)
-    @unittest.expectedFailure
     def test_messagepack_same_fields_as_json(self):
         async def run():
             a = self.agent("a1", "p1")
@@ -1455,8 +1465,6 @@ class EncodingTest(Base):
                 self.assertEqual(got, want)
         run_async(run())
 
-    # server bug: permessage-deflate is never negotiated (no Sec-WebSocket-Extensions in the 101, B10)
-    @unittest.expectedFailure
     def test_permessage_deflate_negotiated(self):
         async def run():
             async with connect(self.sc) as ws:  # websockets offers permessage-deflate
