@@ -34,6 +34,7 @@ typedef enum conn_endpoint { EP_NONE, EP_EVENTS, EP_TERMINAL } conn_endpoint;
 /* What a validated upgrade needs to finish (kept while a cluster-wide admission check runs). */
 typedef struct upgrade {
     conn_endpoint ep;
+    int resume;           /* last_sequence_id was given (0 is a valid position) */
     uint64_t resume_seq;
     char epoch[64];
     char agent[64];

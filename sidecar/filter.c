@@ -102,6 +102,10 @@ int filter_parse_types(const char *csv, uint32_t *out, char *err, size_t errlen)
         if (e == NULL)
             break;
         p = e + 1;
+        if (*p == '\0') {
+            snprintf(err, errlen, "event_types: empty type after ','");
+            return -1;
+        }
     }
     *out = mask ? mask : FILTER_EV_ALL;
     return 0;

@@ -486,12 +486,17 @@ static void terminal_end_for(hub *h, conn *c, task *t)
     conn_close_ws(c, 1000, CLOSE_TASK_ENDED, "task ended");
 }
 
-static void send_gap(conn *c, const char *reason, uint64_t bytes)
+static void send_gap(conn *c, const task *t, const char *reason, uint64_t bytes)
 {
-    char json[128];
-    int n = snprintf(json, sizeof json, "{\"type\":\"gap\",\"reason\":\"%s\",\"bytes\":%llu}", reason,
-                     (unsigned long long)bytes);
-    conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
+    buf b;
+    buf_init(&b);
+    common_fields(&b, "gap", t->agent, util_now_ns());
+    json_kstr(&b, "task_id", t->id);
+    json_kstr(&b, "reason", reason);
+    json_ku64(&b, "bytes", bytes);
+    buf_puts(&b, "}");
+    conn_send_text(c, b.data, b.len, MSG_CONTROL, 1);
+    buf_free(&b);
 }
 
 static void term_bytes(hub *h, task *t, const uint8_t *data, size_t len, uint64_t ts_ns)
@@ -529,7 +534,7 @@ void hub_conn_drained(hub *h, conn *c)
     if (room == 0)
         room = 1;
     if (c->term_pos < t->sb_start) {
-        send_gap(c, "scrollback_overrun", t->sb_start - c->term_pos);
+        send_gap(c, t, "scrollback_overrun", t->sb_start - c->term_pos);
         c->term_pos = t->sb_start;
     }
     while (c->term_pos < t->sb_end && c->q_len < room) {
@@ -635,7 +640,7 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
         task *t = get_task(h, a, ev->task_id, ev->ts_ns);
         t->term_lost += ev->lost;
         for (conn *c = t->subs; c != NULL; c = c->sub_next)
-            send_gap(c, "ring_overrun", ev->lost);
+            send_gap(c, t, "ring_overrun", ev->lost);
         break;
     }
     case IPC_EV_LOST: {
@@ -752,7 +757,7 @@ static void snapshot(hub *h, conn *c, buf *b)
     buf_puts(b, "]}");
 }
 
-void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoch)
+void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, const char *epoch)
 {
     c->sub_next = h->event_subs;
     c->sub_prev = NULL;
@@ -768,7 +773,7 @@ void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoc
         snapshot(h, c, &b);
         conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
         buf_free(&b);
-        if (resume_seq > 0) {
+        if (resume) {
             c->replay_snap_seq = hub_seq(h);
             c->replaying = 1;
             if (cluster_replay(h->cl, resume_seq, epoch, replay_event, replay_done, c) != 0)
@@ -778,7 +783,7 @@ void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoc
     }
     int truncated = 0;
     uint64_t oldest = h->r_len ? h->replay[h->r_head].seq : h->seq + 1;
-    if (resume_seq > 0) {
+    if (resume) {
         /* Every event after resume_seq must still be retained, in this epoch. */
         truncated = strcmp(epoch, h->epoch) != 0 || resume_seq + 1 < oldest || resume_seq > h->seq;
         if (truncated) {
@@ -797,7 +802,7 @@ void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoc
     snapshot(h, c, &b);
     conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
     buf_free(&b);
-    if (resume_seq > 0 && !truncated) {
+    if (resume && !truncated) {
         for (size_t i = 0; i < h->r_len; i++) {
             replay_entry *e = &h->replay[(h->r_head + i) % h->r_cap];
             if (e->seq > resume_seq && filter_match(&c->filt, e->type, e->a->id, e->a->project) &&

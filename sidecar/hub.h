@@ -33,9 +33,9 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean);
 
 /* ---- connection side ---- */
 
-/* Subscribes c to /ws/events: sends the snapshot, then (when resume_seq > 0 and epoch matches)
+/* Subscribes c to /ws/events: sends the snapshot, then (when resume is set and epoch matches)
  * every retained persisted event after resume_seq that c may see, or replay_truncated. */
-void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoch);
+void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, const char *epoch);
 
 /* Subscribes c to the terminal of task_id (agent_id may be "" for any agent).  Sends the header,
  * scrollback and, for an ended task, its end.  Returns 0, -1 if the task is unknown, or -2 if

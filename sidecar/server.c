@@ -575,7 +575,7 @@ static void finish_upgrade(conn *c)
     if (srv->cl != NULL)
         cluster_conn_open(srv->cl, c);
     if (up->ep == EP_EVENTS) {
-        hub_subscribe_events(srv->hub, c, up->resume_seq, up->epoch);
+        hub_subscribe_events(srv->hub, c, up->resume, up->resume_seq, up->epoch);
     } else {
         snprintf(c->task_id, sizeof c->task_id, "%s", up->task);
         int r = hub_subscribe_terminal(srv->hub, c, up->task, up->agent);
@@ -699,8 +699,9 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
     char val[64];
     if (http_query_get(req->query, req->query_len, "last_sequence_id", val, sizeof val) > 0) {
         char *end;
+        up->resume = 1;
         up->resume_seq = strtoull(val, &end, 10);
-        if (*end != '\0') {
+        if (*end != '\0' || val[0] < '0' || val[0] > '9') {
             respond_error(c, 400, "Bad Request", REJ_FILTER, "bad_resume",
                           "last_sequence_id must be a non-negative integer", NULL);
             return;

@@ -807,6 +807,20 @@ static void feed(conn *c)
                     c->tokens = rate;
                 c->tokens_mono = now;
                 if (c->tokens < 1.0) {
+                    /* B9: critical messages bypass the rate limit, even queued behind progress:
+                     * the first one moves to the head (progress has no order to keep with it). */
+                    size_t k;
+                    for (k = 1; k < c->q_len; k++) {
+                        if (c->q[(c->q_head + k) % c->q_cap]->critical)
+                            break;
+                    }
+                    if (k < c->q_len) {
+                        msg *crit = c->q[(c->q_head + k) % c->q_cap];
+                        for (size_t j = k; j > 0; j--)
+                            c->q[(c->q_head + j) % c->q_cap] = c->q[(c->q_head + j - 1) % c->q_cap];
+                        c->q[c->q_head] = crit;
+                        continue;
+                    }
                     if (!ev_is_active(&c->rate_timer)) {
                         ev_timer_set(&c->rate_timer, (1.0 - c->tokens) / rate, 0.);
                         ev_timer_start(c->srv->loop, &c->rate_timer);
@@ -864,7 +878,8 @@ void conn_pump(conn *c)
             return;
         }
     }
-    for (int round = 0; round < 16; round++) {
+    int round;
+    for (round = 0; round < 16; round++) {
         uint64_t before_in = c->bytes_in, before_out = c->bytes_out;
         /* While our writes are blocked nothing more is read: a peer that sends (pings, say) but
          * never reads would otherwise grow wslay's reply queue without bound (B12). */
@@ -901,6 +916,8 @@ void conn_pump(conn *c)
             break;
         c->active_mono = util_mono_ns();
     }
+    if (round == 16)
+        conn_mark_dirty(c); /* budget used up with work left: go on in this loop iteration */
     int want_read = wslay_event_want_read(c->ws) && !c->send_blocked;
     int want_write = wslay_event_want_write(c->ws);
     if (!c->why_set && wslay_event_get_close_sent(c->ws)) {
