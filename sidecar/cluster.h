@@ -18,7 +18,10 @@
  *   ws:limits:{ip:<IP>}            sorted set of connection attempts (sliding window)
  *   ws:limits:{user:<FP>}          counter of open connections, per-instance leases
  * Channels:
- *   ws:events                      every event, "<origin instance>\n<type>\n<json>"
+ *   ws:events                      every event, "<origin>\n<type>\n<seq>\n<epoch>\n<json>"
+ *                                  (seq 0 and epoch "" for events that are not persisted)
+ * User leases in ws:limits:{user:<FP>} and connection keys are named "<instance>:<conn id>", so
+ * conn ids need only be unique within one instance.
  *
  * Callback contract (STYLE 3): if a call taking a callback fails, the callback never runs;
  * otherwise it runs exactly once, also on teardown (with a non-zero status).
@@ -55,6 +58,9 @@ void cluster_free(cluster *cl);
 
 /* 1 when connected and the breaker is closed (the cluster view is complete). */
 int cluster_available(const cluster *cl);
+/* 1 when available and the subscription has caught up with the replay stream (no event another
+ * instance persisted is missing): /readyz should report not-ready until then. */
+int cluster_ready(const cluster *cl);
 cluster_circuit cluster_circuit_state(const cluster *cl);
 
 /* ---- persisted events (status, task lifecycle) -------------------------------------------- */
@@ -106,6 +112,9 @@ void cluster_set_draining(cluster *cl);
  * instance's connections stop counting).  cb(ud, 0, …) admitted; cb(ud, retry_after_s, reason)
  * refused, reason 0 = per-IP rate, 1 = per-user connections.  Returns -1 when Redis is unavailable
  * (no callback): the caller applies its local limits instead. */
+/* conn_id must be the decimal conn->id (cluster_conn_heartbeat refreshes the lease by it).  If
+ * Redis fails after the call was accepted, cb runs once with retry_after_s = -1, reason = -1:
+ * apply the local limits then too. */
 typedef void (*cluster_admit_cb)(void *ud, int retry_after_s, int reason);
 int cluster_admit(cluster *cl, const char *ip, const char *user_fp, const char *conn_id,
                   long per_ip_per_min, long per_user, cluster_admit_cb cb, void *ud);
