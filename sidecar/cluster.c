@@ -99,7 +99,8 @@ struct cluster {
     int subscribed;
 
     /* subscriber position (see the file comment) */
-    char epoch[CL_EPOCH_MAX + 1]; /* "" until the first sync */
+    int synced;                   /* the first catch-up has set epoch and seen */
+    char epoch[CL_EPOCH_MAX + 1]; /* "" while nothing was ever persisted */
     uint64_t seen;                /* highest contiguous seq processed */
     uint64_t pending_max;         /* highest seq dropped during a catch-up */
     int catching_up, catchup_again, caught_up;
@@ -547,19 +548,21 @@ static void catchup_page(cl_req *r, int status, const redisReply *reply)
     cl_note_known(cl, epoch, seq);
     if (r->first_page) {
         r->first_page = 0;
-        if (cl->epoch[0] == '\0') {
+        if (!cl->synced) {
             /* First sync: history before this instance joined is not delivered (snapshots come
              * from ws:agents). */
             snprintf(cl->epoch, sizeof(cl->epoch), "%s", epoch);
             cl->seen = seq;
             cl->pending_max = 0;
+            cl->synced = 1;
             req_free(r);
             cl_catchup_done(cl);
             return;
         }
         if (strcmp(epoch, cl->epoch) != 0) {
-            log_warn("replay epoch changed", "\"old\":\"%s\",\"new\":\"%s\",\"seq\":%llu",
-                     cl->epoch, epoch, (unsigned long long)seq);
+            log_write(cl->epoch[0] != '\0' ? LOG_WARN : LOG_INFO, "replay epoch changed",
+                      "\"old\":\"%s\",\"new\":\"%s\",\"seq\":%llu", cl->epoch, epoch,
+                      (unsigned long long)seq);
             snprintf(cl->epoch, sizeof(cl->epoch), "%s", epoch);
             cl->seen = 0;
             cl->pending_max = 0;
@@ -653,10 +656,10 @@ static void cl_check_reply(void *ud, int status, const redisReply *r)
     cl->check_inflight = 0;
     if (status != RC_OK || cl->closing || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
         return;
-    if (r->element[1]->type != REDIS_REPLY_STRING || cl->epoch[0] == '\0' || cl->catching_up ||
-        !cl->subscribed)
+    if (!cl->synced || cl->catching_up || !cl->subscribed)
         return;
-    if (strcmp(r->element[1]->str, cl->epoch) != 0) {
+    if (strcmp(r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "", cl->epoch) !=
+        0) {
         cl_divergence(cl, "epoch changed", 0);
         cl->caught_up = 0;
         cl_catchup(cl);
@@ -730,7 +733,7 @@ static void cl_message(cluster *cl, const char *p, size_t len)
         return;
     }
     cl_note_known(cl, epoch, seq);
-    if (cl->catching_up || cl->epoch[0] == '\0') {
+    if (cl->catching_up || !cl->synced) {
         if (seq > cl->pending_max)
             cl->pending_max = seq;
         if (!cl->catching_up)
