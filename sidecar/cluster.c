@@ -270,6 +270,20 @@ static void cl_write_instance(cluster *cl)
     }
 }
 
+/* Re-creates a connection's user lease (after Redis lost it): the admission script with no
+ * limits only takes the lease. */
+static void cl_write_lease(cluster *cl, const cl_entry *e)
+{
+    char ukey[128], member[320], id[24], lease[24];
+    snprintf(ukey, sizeof(ukey), "ws:limits:{user:%s}", e->fp);
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)e->id);
+    lease_member(cl, id, member, sizeof(member));
+    snprintf(lease, sizeof(lease), "%ld", cl->lease_ms);
+    const char *argv[] = {"EVALSHA", cl->sha[SCRIPT_ADMIT], "2", ukey, ukey, "0", "0",
+                          member, lease, "-"};
+    cl_cmd(cl, 10, argv, NULL);
+}
+
 static void cl_write_conn(cluster *cl, const cl_entry *e)
 {
     char key[320], ca[32], hb[32];
@@ -804,8 +818,11 @@ static void cl_cmd_event(void *ud, redis_conn_event ev)
         /* Re-write the registry (after an outage it may have expired or been lost). */
         cl_write_instance(cl);
         for (size_t i = 0; i < cl->conns_cap; i++)
-            for (cl_entry *e = cl->conns[i]; e != NULL; e = e->next)
+            for (cl_entry *e = cl->conns[i]; e != NULL; e = e->next) {
                 cl_write_conn(cl, e);
+                if (e->fp[0] != '\0')
+                    cl_write_lease(cl, e);
+            }
         cl_load_agents(cl);
         cl_set_available(cl);
         if (cl->subscribed)
@@ -1178,6 +1195,13 @@ static void cl_cleanup_sync(cluster *cl)
             conn_key(cl, e->id, key, sizeof(key));
             redisAppendCommand(c, "DEL %s", key);
             n++;
+            if (e->fp[0] != '\0') {
+                char ukey[128];
+                snprintf(ukey, sizeof(ukey), "ws:limits:{user:%s}", e->fp);
+                redisAppendCommand(c, "ZREM %s %s:%llu", ukey, cl->instance,
+                                   (unsigned long long)e->id);
+                n++;
+            }
         }
     while (n-- > 0) {
         void *reply = NULL;

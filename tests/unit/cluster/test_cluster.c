@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -248,13 +249,20 @@ static void test_persist_contiguous_and_replay(void **state)
 
     /* more than one page */
     memset(&p, 0, sizeof(p));
-    persist_n(f, f->a.cl, &p, 700, &target);
+    persist_n(f, f->a.cl, &p, 980, &target);
     assert_true(wait_for(f, &p.done, target, 10));
     assert_int_equal(p.fails, 0);
-    replay(f, f->a.cl, 0, p.epoch, &r);
+    {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        replay(f, f->a.cl, 0, p.epoch, &r);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        fprintf(stderr, "REPLAY-1000 %.1f ms\n",
+                (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    }
     assert_int_equal(r.status, 0);
-    assert_int_equal(r.events, 720);
-    for (int i = 0; i < 720; i++)
+    assert_int_equal(r.events, 1000);
+    for (int i = 0; i < 1000; i++)
         assert_int_equal(r.seqs[i], (uint64_t)i + 1);
 
     /* cancelled: no callback at all */
