@@ -102,7 +102,10 @@ struct cluster {
     int synced;                   /* the first catch-up has set epoch and seen */
     char epoch[CL_EPOCH_MAX + 1]; /* "" while nothing was ever persisted */
     uint64_t seen;                /* highest contiguous seq processed */
-    uint64_t pending_max;         /* highest seq dropped during a catch-up */
+    uint64_t pending_max;         /* highest seq dropped during a catch-up ... */
+    char pending_epoch[CL_EPOCH_MAX + 1]; /* ... its epoch ... */
+    uint64_t pending_round;       /* ... and the catch-up round during which it arrived */
+    uint64_t catchup_round;
     int catching_up, catchup_again, caught_up;
     uint64_t check_prev; /* counter value at the previous check (same epoch) */
     int check_inflight;
@@ -562,12 +565,17 @@ static void catchup_page(cl_req *r, int status, const redisReply *reply)
     cl_note_known(cl, epoch, seq);
     if (r->first_page) {
         r->first_page = 0;
+        /* A dropped message is covered by this read if the counter already includes it; one
+         * that arrived before this read was sent and is still ahead of the counter belongs to
+         * lost data (or another epoch): forget it rather than catch up forever. */
+        if (strcmp(cl->pending_epoch, epoch) != 0 || cl->pending_max <= seq ||
+            cl->pending_round < cl->catchup_round)
+            cl->pending_max = 0;
         if (!cl->synced) {
             /* First sync: history before this instance joined is not delivered (snapshots come
              * from ws:agents). */
             snprintf(cl->epoch, sizeof(cl->epoch), "%s", epoch);
             cl->seen = seq;
-            cl->pending_max = 0;
             cl->synced = 1;
             req_free(r);
             cl_catchup_done(cl);
@@ -579,7 +587,6 @@ static void catchup_page(cl_req *r, int status, const redisReply *reply)
                       (unsigned long long)seq);
             snprintf(cl->epoch, sizeof(cl->epoch), "%s", epoch);
             cl->seen = 0;
-            cl->pending_max = 0;
         }
         if (seq < cl->seen) {
             log_warn("replay counter went backwards", "\"epoch\":\"%s\",\"seen\":%llu,\"seq\":%llu",
@@ -645,6 +652,7 @@ static void cl_catchup(cluster *cl)
     }
     r = req_new(cl, REQ_CATCHUP, NULL);
     r->first_page = 1;
+    cl->catchup_round++;
     cl->catching_up = 1;
     cl->catchup_again = 0;
     if (cl_send_page(cl, r, cl->seen + 1) != 0) {
@@ -711,6 +719,15 @@ static void cl_check_tick(struct ev_loop *loop, ev_timer *w, int revents)
 /* ---- subscriber ------------------------------------------------------------------------------------ */
 
 /* Splits "<origin>\n<type>\n<seq>\n<epoch>\n<json>". */
+static void cl_note_pending(cluster *cl, const char *epoch, uint64_t seq)
+{
+    if (cl->pending_max == 0 || strcmp(cl->pending_epoch, epoch) != 0 || seq > cl->pending_max) {
+        cl->pending_max = seq;
+        snprintf(cl->pending_epoch, sizeof(cl->pending_epoch), "%s", epoch);
+        cl->pending_round = cl->catchup_round;
+    }
+}
+
 static void cl_message(cluster *cl, const char *p, size_t len)
 {
     const char *end = p + len, *f[4];
@@ -748,14 +765,13 @@ static void cl_message(cluster *cl, const char *p, size_t len)
     }
     cl_note_known(cl, epoch, seq);
     if (cl->catching_up || !cl->synced) {
-        if (seq > cl->pending_max)
-            cl->pending_max = seq;
+        cl_note_pending(cl, epoch, seq);
         if (!cl->catching_up)
             cl_catchup(cl);
         return;
     }
     if (strcmp(epoch, cl->epoch) != 0) {
-        cl->pending_max = 0;
+        cl_note_pending(cl, epoch, seq);
         cl_catchup(cl); /* the catch-up adopts the new epoch and reads it from its start */
         return;
     }
@@ -763,7 +779,7 @@ static void cl_message(cluster *cl, const char *p, size_t len)
         return; /* already delivered from the stream */
     if (seq != cl->seen + 1) {
         cl_divergence(cl, "seq gap", seq);
-        cl->pending_max = seq;
+        cl_note_pending(cl, epoch, seq);
         cl_catchup(cl);
         return;
     }

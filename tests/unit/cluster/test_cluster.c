@@ -588,6 +588,44 @@ static void test_registry_and_outage(void **state)
     free(c);
 }
 
+static int both_unavailable(void *arg)
+{
+    fx *f = arg;
+    return f->a.hub.available == 0 && f->b.hub.available == 0 && !cluster_ready(f->a.cl) &&
+           !cluster_ready(f->b.cl);
+}
+
+static void test_fanout_resumes_after_redis_restart(void **state)
+{
+    fx *f = *state;
+    pres p;
+    int target;
+    struct timespec t0, t1;
+    memset(&p, 0, sizeof(p));
+    inst_start(f, &f->a, "A", 300);
+    inst_start(f, &f->b, "B", 300);
+    assert_true(rt_run_until(f->loop, both_ready, f, 5));
+    persist_n(f, f->a.cl, &p, 10, &target);
+    assert_true(wait_for(f, &f->b.hub.n, 10, 5));
+    rt_redis_kill(&f->redis);
+    assert_true(rt_run_until(f->loop, both_unavailable, f, 5));
+    assert_int_equal(cluster_persist(f->a.cl, "a", "p", 1, "{", 1, on_persist, &p), -1);
+    /* stay down long enough for the breaker to open on both connections */
+    rt_run_for(f->loop, 2.0);
+    assert_int_equal(cluster_circuit_state(f->a.cl), CLUSTER_OPEN);
+    assert_int_equal(rt_redis_start(&f->redis, NULL), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_true(rt_run_until(f->loop, both_ready, f, 5));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fprintf(stderr, "RESUME-AFTER-RESTART %.0f ms\n",
+            (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    assert_int_equal(cluster_circuit_state(f->a.cl), CLUSTER_CLOSED);
+    persist_n(f, f->a.cl, &p, 5, &target);
+    assert_true(wait_for(f, &f->b.hub.n, 15, 5));
+    assert_int_equal(f->b.hub.seq[10], 1); /* the data was lost: a new epoch from seq 1 */
+    assert_int_equal(f->b.hub.seq[14], 5);
+}
+
 static long long used_memory(fx *f)
 {
     redisReply *r = rt_cmd(f->redis.port, "INFO memory");
@@ -644,6 +682,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_self_check_repairs_lost_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admission_across_instances, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_and_outage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fanout_resumes_after_redis_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_memory_10k, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
