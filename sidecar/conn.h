@@ -31,6 +31,17 @@ typedef enum conn_state {
 
 typedef enum conn_endpoint { EP_NONE, EP_EVENTS, EP_TERMINAL } conn_endpoint;
 
+/* What a validated upgrade needs to finish (kept while a cluster-wide admission check runs). */
+typedef struct upgrade {
+    conn_endpoint ep;
+    uint64_t resume_seq;
+    char epoch[64];
+    char agent[64];
+    char task[64];
+    char accept[32];
+    char ext[160];
+} upgrade;
+
 typedef struct conn {
     ev_io io;
     ev_timer timer; /* handshake deadline, then heartbeat */
@@ -39,7 +50,11 @@ typedef struct conn {
     conn_state state;
     conn_endpoint endpoint;
     uint64_t id;
+    char cid[33]; /* random id (hex) for the registry and logs */
     char ip[64];
+    upgrade *up;  /* between a validated upgrade request and the 101 */
+    int is_head;  /* the request was HEAD: responses carry no body */
+    int admitting; /* waiting for the cluster-wide admission verdict */
     char user[128]; /* authenticated user ("" with --no-auth) */
     int has_ident;  /* authenticated: ident limits what the connection may see (D2) */
     int holds_user_slot; /* counted in --user-conns; released when the connection ends */
@@ -71,6 +86,13 @@ typedef struct conn {
     uint64_t behind_since_mono; /* first drop since the queue was last empty, 0 if none */
     unsigned bad_messages;      /* invalid client messages so far (abuse → 1008) */
     int shutdown_pending;       /* drain: send shutdown + close 1001 when the timer fires */
+    uint16_t close_after_flush; /* close with this code once the send queue is empty */
+    close_reason close_after_why;
+    int replaying;              /* cluster resume in progress: live events are held back */
+    uint64_t replay_snap_seq;   /* seq of the snapshot sent before the replay */
+    msg **held;                 /* live events held during the replay, in order */
+    size_t n_held;
+    int held_overflow;          /* too many held: the client gets replay_truncated + snapshot */
     uint64_t term_pos;          /* terminal: next scrollback byte position this client needs */
     int term_behind;            /* terminal: catch up from scrollback when the queue drains */
     int missed_heartbeats;

@@ -51,8 +51,15 @@ void hub_conn_drained(hub *h, conn *c);
 /* Sends a `subscribed` reply with c's effective filters. */
 void hub_send_subscribed(hub *h, conn *c);
 
-/* The epoch of this instance's sequence numbers (borrowed, lives as long as the hub). */
+/* The epoch of the sequence numbers clients see (borrowed, lives as long as the hub): this
+ * instance's own in embedded mode, the cluster stream's with Redis. */
 const char *hub_epoch(const hub *h);
+/* The last persisted seq the hub delivered (what a snapshot reflects). */
+uint64_t hub_seq(const hub *h);
+
+struct cluster;
+/* Routes events through the cluster (Redis mode).  Call before any event flows. */
+void hub_set_cluster(hub *h, struct cluster *cl);
 
 /* Appends per-agent metrics (Prometheus text). */
 void hub_render_metrics(buf *b, void *h);

@@ -20,6 +20,7 @@ typedef struct server {
     struct watch *watch;
     struct auth_config *auth; /* NULL with --no-auth */
     struct ratelimit *rl;     /* --conn-rate per IP, --user-conns per user */
+    struct cluster *cl;       /* NULL in embedded mode */
     ev_timer sweep_timer;
     int lfd;
     int spare_fd; /* reserved fd released to shed connections on EMFILE */

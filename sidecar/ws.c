@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cluster.h"
 #include "hub.h"
 #include "log.h"
 #include "server.h"
@@ -158,7 +159,7 @@ static void bad_message(conn *c, const char *code, const char *text)
 /* Reads a JSON array of ids into a filter list.  Returns 0 or -1 with err set. */
 static int read_id_array(json_t *arr, filter_list *out, const char *what, char *err, size_t errlen)
 {
-    out->n = 0;
+    filter_list_free(out);
     if (arr == NULL || json_is_null(arr))
         return 0;
     if (!json_is_array(arr)) {
@@ -178,7 +179,7 @@ static int read_id_array(json_t *arr, filter_list *out, const char *what, char *
             snprintf(err, errlen, "%s[%zu] is not a valid id", what, i);
             return -1;
         }
-        snprintf(out->ids[out->n++], FILTER_ID_MAX + 1, "%s", s);
+        filter_list_add(out, s, strlen(s));
     }
     return 0;
 }
@@ -203,6 +204,7 @@ static void handle_subscribe(conn *c, json_t *root)
         read_id_array(json_object_get(root, "project_ids"), &f.projects, "project_ids", err,
                       sizeof err) != 0) {
         bad_message(c, "bad_filter", err);
+        filter_free(&f);
         return;
     }
     f.types = FILTER_EV_ALL;
@@ -210,6 +212,7 @@ static void handle_subscribe(conn *c, json_t *root)
     if (types != NULL && !json_is_null(types)) {
         if (!json_is_array(types) || json_array_size(types) > FILTER_MAX_IDS) {
             bad_message(c, "bad_filter", "event_types must be an array of type names");
+            filter_free(&f);
             return;
         }
         uint32_t mask = 0;
@@ -221,6 +224,7 @@ static void handle_subscribe(conn *c, json_t *root)
             const char *s = json_string_value(v);
             if (s == NULL || filter_parse_types(s, &bit, err, sizeof err) != 0 || strchr(s, ',')) {
                 bad_message(c, "bad_filter", s == NULL ? "event_types entries must be strings" : err);
+                filter_free(&f);
                 return;
             }
             mask |= bit;
@@ -234,10 +238,12 @@ static void handle_subscribe(conn *c, json_t *root)
                 snprintf(err, sizeof err, "project_ids: you may not see project '%s'",
                          f.projects.ids[i]);
                 bad_message(c, "forbidden", err);
+                filter_free(&f);
                 return;
             }
         }
     }
+    filter_free(&c->filt);
     c->filt = f;
     hub_send_subscribed(c->srv->hub, c);
 }
@@ -316,6 +322,8 @@ static void handle_text(conn *c, const uint8_t *data, size_t len)
         bad_message(c, "bad_message", "missing \"type\"");
     } else if (strcmp(type, "pong") == 0) {
         c->missed_heartbeats = 0;
+        if (c->srv->cl != NULL)
+            cluster_conn_heartbeat(c->srv->cl, c);
     } else if (strcmp(type, "subscribe") == 0 && c->endpoint == EP_EVENTS) {
         handle_subscribe(c, root);
     } else if (strcmp(type, "pause") == 0 && c->endpoint == EP_TERMINAL) {
@@ -416,8 +424,9 @@ int ws_conn_init(conn *c)
     ev_timer_set(&c->timer, (double)cfg->heartbeat_interval, (double)cfg->heartbeat_interval);
     ev_timer_start(c->srv->loop, &c->timer);
     log_info("client connected",
-             "\"conn\":%llu,\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"task\":\"%s\"",
-             (unsigned long long)c->id, c->ip, c->user,
+             "\"event\":\"connect\",\"conn\":%llu,\"conn_id\":\"%s\",\"ip\":\"%s\",\"user\":\"%s\","
+             "\"endpoint\":\"%s\",\"task\":\"%s\"",
+             (unsigned long long)c->id, c->cid, c->ip, c->user,
              c->endpoint == EP_EVENTS ? "events" : "terminal", c->task_id);
     return 0;
 }
@@ -445,10 +454,10 @@ static void log_close(conn *c)
 {
     double dur = (double)(util_mono_ns() - c->opened_mono) / 1e9;
     log_info("client disconnected",
-             "\"conn\":%llu,\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"reason\":\"%s\","
+             "\"event\":\"disconnect\",\"conn\":%llu,\"conn_id\":\"%s\",\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"reason\":\"%s\","
              "\"code\":%u,\"detail\":\"%s\",\"closed_by\":\"%s\",\"duration_s\":%.3f,"
              "\"bytes_in\":%llu,\"bytes_out\":%llu,\"messages_out\":%llu,\"dropped\":%llu",
-             (unsigned long long)c->id, c->ip, c->user,
+             (unsigned long long)c->id, c->cid, c->ip, c->user,
              c->endpoint == EP_EVENTS ? "events" : "terminal", metrics_close_reason_name(c->why),
              c->close_code, c->close_text, c->closed_by, dur, (unsigned long long)c->bytes_in,
              (unsigned long long)c->bytes_out, (unsigned long long)c->msgs_out,
@@ -470,6 +479,8 @@ void conn_abort(conn *c, close_reason why, const char *text)
         c->counted_open = 0;
         ev_timer_stop(c->srv->loop, &c->rate_timer);
         ev_timer_stop(c->srv->loop, &c->expiry_timer);
+        if (c->srv->cl != NULL)
+            cluster_conn_close(c->srv->cl, c);
         server_ws_closed(c->srv);
     } else if (log_enabled(LOG_DEBUG)) {
         log_debug("connection closed", "\"conn\":%llu,\"ip\":\"%s\",\"detail\":\"%s\"",
@@ -508,6 +519,11 @@ void ws_conn_timer(conn *c)
         conn_abort(c, c->why, "close handshake timed out");
         return;
     }
+    if (c->close_after_flush != 0) {
+        /* the client did not take its last messages in time */
+        conn_close_ws(c, c->close_after_flush, c->close_after_why, "server shutting down");
+        return;
+    }
     if (c->shutdown_pending) {
         c->shutdown_pending = 0;
         char json[96];
@@ -515,7 +531,13 @@ void ws_conn_timer(conn *c)
         unsigned delay = 250 + randombytes_uniform(2750);
         int n = snprintf(json, sizeof json, "{\"type\":\"shutdown\",\"reconnect_after_ms\":%u}", delay);
         conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
-        conn_close_ws(c, 1001, CLOSE_DRAIN, "server shutting down");
+        /* The close follows once the queue (with this message) has reached wslay: wslay sends
+         * control frames ahead of queued data, so closing now would overtake it. */
+        c->close_after_flush = 1001;
+        c->close_after_why = CLOSE_DRAIN;
+        ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
+        ev_timer_start(c->srv->loop, &c->timer);
+        conn_mark_dirty(c);
         return;
     }
     if (c->missed_heartbeats >= cfg->heartbeat_misses) {
@@ -625,6 +647,10 @@ static void feed(conn *c)
     if (c->state != CONN_WS)
         return;
     while (c->sending == NULL && wslay_event_get_queued_msg_count(c->ws) == 0) {
+        if (c->q_len == 0 && c->close_after_flush != 0) {
+            conn_close_ws(c, c->close_after_flush, c->close_after_why, "server shutting down");
+            return;
+        }
         if (c->q_len == 0) {
             c->behind_since_mono = 0;
             if (c->drops_unreported > 0) {
