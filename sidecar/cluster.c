@@ -9,7 +9,8 @@
  * epoch, a re-subscription, or the periodic check finding the counter ahead of what arrived over
  * Pub/Sub one interval earlier, starts a catch-up: the missing entries are read from the stream in
  * order (Pub/Sub messages meanwhile are dropped and re-read from the stream), and only then is the
- * instance "caught up" again (cluster_ready).
+ * instance "caught up" again (cluster_ready).  Every event goes to the hub this way, this
+ * instance's own included, so that all instances deliver persisted events in the same seq order.
  */
 #include "cluster.h"
 
@@ -72,6 +73,7 @@ typedef struct cl_req {
 
 typedef struct cl_entry { /* a live local connection, to re-write after an outage */
     uint64_t id;
+    char cid[48]; /* registry id: conn->cid, or "<instance>-<id>" */
     uint64_t connected_at_ms;
     char fp[AUTH_FP_HEX + 1];
     char *filters;
@@ -244,9 +246,18 @@ static void cl_cmd(cluster *cl, int argc, const char **argv, const size_t *lens)
     (void)redis_conn_command(cl->cmd, 0, NULL, NULL, argc, argv, lens);
 }
 
-static void conn_key(const cluster *cl, uint64_t id, char *out, size_t outlen)
+/* The connection's cluster-wide id: its random cid, or "<instance>-<id>" without one. */
+static void conn_ident(const cluster *cl, const struct conn *c, char *out, size_t outlen)
 {
-    snprintf(out, outlen, "ws:connections:{%s:%llu}", cl->instance, (unsigned long long)id);
+    if (c->cid[0] != '\0')
+        snprintf(out, outlen, "%s", c->cid);
+    else
+        snprintf(out, outlen, "%.24s-%llu", cl->instance, (unsigned long long)c->id);
+}
+
+static void conn_key(const char *ident, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "ws:connections:{%s}", ident);
 }
 
 static void lease_member(const cluster *cl, const char *conn_id, char *out, size_t outlen)
@@ -277,10 +288,9 @@ static void cl_write_instance(cluster *cl)
  * limits only takes the lease. */
 static void cl_write_lease(cluster *cl, const cl_entry *e)
 {
-    char ukey[128], member[320], id[24], lease[24];
+    char ukey[128], member[320], lease[24];
     snprintf(ukey, sizeof(ukey), "ws:limits:{user:%s}", e->fp);
-    snprintf(id, sizeof(id), "%llu", (unsigned long long)e->id);
-    lease_member(cl, id, member, sizeof(member));
+    lease_member(cl, e->cid, member, sizeof(member));
     snprintf(lease, sizeof(lease), "%ld", cl->lease_ms);
     const char *argv[] = {"EVALSHA", cl->sha[SCRIPT_ADMIT], "2", ukey, ukey, "0", "0",
                           member, lease, "-"};
@@ -292,7 +302,7 @@ static void cl_write_conn(cluster *cl, const cl_entry *e)
     char key[320], ca[32], hb[32];
     snprintf(ca, sizeof(ca), "%llu", (unsigned long long)e->connected_at_ms);
     snprintf(hb, sizeof(hb), "%llu", (unsigned long long)now_ms());
-    conn_key(cl, e->id, key, sizeof(key));
+    conn_key(e->cid, key, sizeof(key));
     {
         const char *argv[] = {"HSET",      key, "user_id",     e->fp,        "connected_at",
                               ca,          "last_heartbeat", hb, "instance_id", cl->instance,
@@ -363,6 +373,7 @@ void cluster_conn_open(cluster *cl, const struct conn *c)
         conns_grow(cl);
     e = xcalloc(1, sizeof(*e));
     e->id = c->id;
+    conn_ident(cl, c, e->cid, sizeof(e->cid));
     e->connected_at_ms = now_ms();
     if (c->has_ident)
         snprintf(e->fp, sizeof(e->fp), "%s", c->ident.user_fp);
@@ -382,10 +393,11 @@ void cluster_conn_open(cluster *cl, const struct conn *c)
 
 void cluster_conn_heartbeat(cluster *cl, const struct conn *c)
 {
-    char key[320], hb[32], member[320], id[24], lease[24], ukey[128];
+    char key[320], hb[32], member[320], id[48], lease[24], ukey[128];
     if (cl == NULL || c == NULL || !redis_conn_ready(cl->cmd))
         return;
-    conn_key(cl, c->id, key, sizeof(key));
+    conn_ident(cl, c, id, sizeof(id));
+    conn_key(id, key, sizeof(key));
     snprintf(hb, sizeof(hb), "%llu", (unsigned long long)now_ms());
     {
         const char *argv[] = {"HSET", key, "last_heartbeat", hb};
@@ -396,7 +408,6 @@ void cluster_conn_heartbeat(cluster *cl, const struct conn *c)
         cl_cmd(cl, 3, argv, NULL);
     }
     if (c->has_ident && c->ident.user_fp[0] != '\0') {
-        snprintf(id, sizeof(id), "%llu", (unsigned long long)c->id);
         lease_member(cl, id, member, sizeof(member));
         snprintf(lease, sizeof(lease), "%ld", cl->lease_ms);
         snprintf(ukey, sizeof(ukey), "ws:limits:{user:%s}", c->ident.user_fp);
@@ -410,7 +421,7 @@ void cluster_conn_heartbeat(cluster *cl, const struct conn *c)
 void cluster_conn_close(cluster *cl, const struct conn *c)
 {
     cl_entry **pp, *e;
-    char key[320];
+    char key[320], id[48];
     if (cl == NULL || c == NULL)
         return;
     pp = conns_find(cl, c->id);
@@ -419,9 +430,12 @@ void cluster_conn_close(cluster *cl, const struct conn *c)
     e = *pp;
     *pp = e->next;
     cl->conns_n--;
+    snprintf(id, sizeof(id), "%s", e->cid);
+    if (e->fp[0] != '\0')
+        cluster_release_user(cl, e->fp, id);
     free(e->filters);
     free(e);
-    conn_key(cl, c->id, key, sizeof(key));
+    conn_key(id, key, sizeof(key));
     {
         const char *argv[] = {"DEL", key};
         cl_cmd(cl, 2, argv, NULL);
@@ -625,11 +639,14 @@ static void catchup_page(cl_req *r, int status, const redisReply *reply)
         o = entry_field(en->element[1], "o");
         y = entry_field(en->element[1], "y");
         cl->seen = s;
-        if (e == NULL || o == NULL || strcmp(o->str, cl->instance) == 0)
+        if (e == NULL || o == NULL)
             continue;
-        cl->remote_events++;
+        if (strcmp(o->str, cl->instance) != 0)
+            cl->remote_events++;
         hub_remote_event(cl->hub, o->str, y != NULL ? (uint32_t)strtoul(y->str, NULL, 10) : 0,
                          e->str, e->len);
+        if (cl->closing)
+            break;
     }
     if (entries->elements == CL_PAGE && cl_send_page(cl, r, cl->seen + 1) == 0)
         return;
@@ -757,10 +774,9 @@ static void cl_message(cluster *cl, const char *p, size_t len)
     memcpy(epoch, f[3], flen[3]);
     epoch[flen[3]] = '\0';
     if (seq == 0) { /* not persisted: deliver as it comes */
-        if (strcmp(origin, cl->instance) != 0) {
+        if (strcmp(origin, cl->instance) != 0)
             cl->remote_events++;
-            hub_remote_event(cl->hub, origin, type, p, (size_t)(end - p));
-        }
+        hub_remote_event(cl->hub, origin, type, p, (size_t)(end - p));
         return;
     }
     cl_note_known(cl, epoch, seq);
@@ -784,10 +800,9 @@ static void cl_message(cluster *cl, const char *p, size_t len)
         return;
     }
     cl->seen = seq;
-    if (strcmp(origin, cl->instance) != 0) {
+    if (strcmp(origin, cl->instance) != 0)
         cl->remote_events++;
-        hub_remote_event(cl->hub, origin, type, p, (size_t)(end - p));
-    }
+    hub_remote_event(cl->hub, origin, type, p, (size_t)(end - p));
 }
 
 static void cl_sub_msg(void *ud, int kind, const char *payload, size_t len)
@@ -1208,14 +1223,13 @@ static void cl_cleanup_sync(cluster *cl)
     n++;
     for (size_t i = 0; i < cl->conns_cap; i++)
         for (cl_entry *e = cl->conns[i]; e != NULL; e = e->next) {
-            conn_key(cl, e->id, key, sizeof(key));
+            conn_key(e->cid, key, sizeof(key));
             redisAppendCommand(c, "DEL %s", key);
             n++;
             if (e->fp[0] != '\0') {
                 char ukey[128];
                 snprintf(ukey, sizeof(ukey), "ws:limits:{user:%s}", e->fp);
-                redisAppendCommand(c, "ZREM %s %s:%llu", ukey, cl->instance,
-                                   (unsigned long long)e->id);
+                redisAppendCommand(c, "ZREM %s %s:%s", ukey, cl->instance, e->cid);
                 n++;
             }
         }
