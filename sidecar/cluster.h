@@ -18,7 +18,10 @@
  *   ws:limits:{ip:<IP>}            sorted set of connection attempts (sliding window)
  *   ws:limits:{user:<FP>}          counter of open connections, per-instance leases
  * Channels:
- *   ws:events                      every event, "<origin instance>\n<type>\n<json>"
+ *   ws:events                      every event, "<origin>\n<type>\n<seq>\n<epoch>\n<json>"
+ *                                  (seq 0 and epoch "" for events that are not persisted)
+ * CONN is conn->cid (random; "<instance>-<conn->id>" if empty).  User leases in
+ * ws:limits:{user:<FP>} are named "<instance>:<CONN>".
  *
  * Callback contract (STYLE 3): if a call taking a callback fails, the callback never runs;
  * otherwise it runs exactly once, also on teardown (with a non-zero status).
@@ -55,6 +58,9 @@ void cluster_free(cluster *cl);
 
 /* 1 when connected and the breaker is closed (the cluster view is complete). */
 int cluster_available(const cluster *cl);
+/* 1 when available and the subscription has caught up with the replay stream (no event another
+ * instance persisted is missing): /readyz should report not-ready until then. */
+int cluster_ready(const cluster *cl);
 cluster_circuit cluster_circuit_state(const cluster *cl);
 
 /* ---- persisted events (status, task lifecycle) -------------------------------------------- */
@@ -106,12 +112,16 @@ void cluster_set_draining(cluster *cl);
  * instance's connections stop counting).  cb(ud, 0, …) admitted; cb(ud, retry_after_s, reason)
  * refused, reason 0 = per-IP rate, 1 = per-user connections.  Returns -1 when Redis is unavailable
  * (no callback): the caller applies its local limits instead. */
+/* conn_id must be conn->cid (cluster_conn_heartbeat refreshes the lease by it and
+ * cluster_conn_close drops it).  If
+ * Redis fails after the call was accepted, cb runs once with retry_after_s = -1, reason = -1:
+ * apply the local limits then too. */
 typedef void (*cluster_admit_cb)(void *ud, int retry_after_s, int reason);
 int cluster_admit(cluster *cl, const char *ip, const char *user_fp, const char *conn_id,
                   long per_ip_per_min, long per_user, cluster_admit_cb cb, void *ud);
 /* Cancels a pending admission callback for ud.  Idempotent. */
 void cluster_admit_cancel(cluster *cl, void *ud);
-/* Drops the user lease of conn_id. */
+/* Drops the user lease of conn_id (cluster_conn_close does it too). */
 void cluster_release_user(cluster *cl, const char *user_fp, const char *conn_id);
 
 /* Appends cluster metrics (circuit state, commands, failures, pub/sub lag, replay reads). */
@@ -119,7 +129,10 @@ void cluster_render_metrics(buf *b, void *cl);
 
 /* ---- implemented by the hub, called by the cluster ------------------------------------------- */
 
-/* An event published by another instance (json as published, with seq/epoch if persisted). */
+/* An event published by any instance, this one included (compare origin with the instance id),
+ * json as published (with seq/epoch if persisted).  Persisted events arrive exactly once each, in
+ * seq order, also across reconnects (missed ones are read from the stream first); during the
+ * first sync after start, history is not delivered. */
 void hub_remote_event(struct hub *h, const char *origin, uint32_t type, const char *json,
                       size_t len);
 /* An agent state loaded from ws:agents:{state} after (re)connecting. */
