@@ -212,7 +212,9 @@ static void progress_fields(buf *b, const task *t)
 
 static void broadcast(hub *h, msg *m, uint32_t type, const agent *a)
 {
-    for (conn *c = h->event_subs; c != NULL; c = c->sub_next) {
+    /* next is taken first: sending may end a connection (and unlink it) */
+    for (conn *c = h->event_subs, *next; c != NULL; c = next) {
+        next = c->sub_next;
         if (!filter_match(&c->filt, type, a->id, a->project) || !conn_may_see(c, a->project, a->id))
             continue;
         if (c->replaying) {
@@ -505,7 +507,8 @@ static void term_bytes(hub *h, task *t, const uint8_t *data, size_t len, uint64_
     uint64_t pos = t->sb_end;
     sb_append(t, data, len);
     msg *m = NULL;
-    for (conn *c = t->subs; c != NULL; c = c->sub_next) {
+    for (conn *c = t->subs, *next; c != NULL; c = next) {
+        next = c->sub_next;
         if (c->paused || c->term_behind || c->term_pos != pos)
             continue;
         if (m == NULL) {
@@ -639,8 +642,10 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
     case IPC_EV_TERM_GAP: {
         task *t = get_task(h, a, ev->task_id, ev->ts_ns);
         t->term_lost += ev->lost;
-        for (conn *c = t->subs; c != NULL; c = c->sub_next)
+        for (conn *c = t->subs, *next; c != NULL; c = next) {
+            next = c->sub_next;
             send_gap(c, t, "ring_overrun", ev->lost);
+        }
         break;
     }
     case IPC_EV_LOST: {
@@ -1083,7 +1088,8 @@ void hub_cluster_state(hub *h, int available)
     /* Clients get a fresh snapshot whenever the cluster view changes, marked stale or not. */
     buf b;
     buf_init(&b);
-    for (conn *c = h->event_subs; c != NULL; c = c->sub_next) {
+    for (conn *c = h->event_subs, *next; c != NULL; c = next) {
+        next = c->sub_next;
         buf_reset(&b);
         snapshot(h, c, &b);
         conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);

@@ -927,8 +927,11 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_start(c->srv->loop, &c->io);
         return;
     }
-    if (c->state == CONN_WS || c->state == CONN_CLOSING)
+    if (c->state == CONN_WS || c->state == CONN_CLOSING) {
+        if (revents & EV_READ)
+            c->readable = 1;
         conn_pump(c);
+    }
 }
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
