@@ -58,6 +58,7 @@ typedef struct agent {
     char detail[IPC_TEXT_MAX + 1];
     uint64_t status_ts_ns;
     int rings; /* attached rings (processes) of this agent */
+    int died;  /* its last process ended without closing (cleared when a ring attaches) */
     uint32_t replay_refs; /* replay entries pointing here: the agent is kept while any exist */
     uint64_t active_mono; /* last event or ring change, for eviction */
     task *tasks;
@@ -571,6 +572,7 @@ void hub_ring_attached(hub *h, const ipc_identity *id)
 {
     agent *a = find_agent(h, id, 1);
     a->rings++;
+    a->died = 0;
 }
 
 void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
@@ -668,6 +670,7 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean)
     if (a->rings > 0 || clean)
         return;
     g_metrics.agent_deaths++;
+    a->died = 1;
     uint64_t now = util_now_ns();
     log_warn("agent ended without closing", "\"agent\":\"%s\",\"project\":\"%s\",\"pid\":%d",
              a->id, a->project, (int)id->pid);
@@ -743,7 +746,9 @@ static void snapshot(hub *h, conn *c, buf *b)
             json_knull(b, "status");
         }
         json_kstr(b, "detail", a->detail);
-        json_kbool(b, "alive", a->rings > 0);
+        /* alive: not known to have died.  Shell agents publish from short-lived processes that
+         * close cleanly, so "no ring open right now" alone says nothing. */
+        json_kbool(b, "alive", !a->died);
         json_key(b, "tasks");
         buf_puts(b, "[");
         for (task *t = a->tasks; t != NULL; t = t->next) {
