@@ -219,6 +219,7 @@ class Tracker:
         self._truncated = False
         self._epoch_next = {}
         self.switches = 0
+        self.hook = None        # called with every message (tests index what they wait for)
 
     # connection boundaries
     def new_connection(self, resume):
@@ -230,6 +231,8 @@ class Tracker:
         self._epoch_next = {}
 
     def on_message(self, m):
+        if self.hook is not None:
+            self.hook(m)
         t = m.get("type")
         now = time.monotonic()
         if t == "snapshot":
