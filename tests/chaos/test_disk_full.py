@@ -20,7 +20,7 @@ from chaoslib import (ResumingClient, Sidecar, alive, bench_pub, binpath, dump_l
                       kill9, wait_for)
 
 ROUNDS = int(os.environ.get("RINGSIDE_CHAOS_ROUNDS", "2"))
-SIZE = "4m"
+SIZE = "16m"
 
 
 def try_mount():
