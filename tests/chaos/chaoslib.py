@@ -219,6 +219,8 @@ class Tracker:
         self._truncated = False
         self._epoch_next = {}
         self.switches = 0
+        self.idents = {}        # (agent, type, ts_ns) -> (epoch, seq) of its first delivery
+        self.redelivered = []   # one published event delivered again under another (epoch, seq)
         self.hook = None        # called with every message (tests index what they wait for)
 
     # connection boundaries
@@ -301,6 +303,11 @@ class Tracker:
         else:
             self.seen[key] = m
             self.order.append(key)
+            ident = (m.get("agent_id"), t, m.get("ts_ns"))
+            if ident in self.idents:
+                self.redelivered.append((self.idents[ident], key, m))
+            else:
+                self.idents[ident] = key
         self._next = sq + 1
         self.last = key
 
@@ -312,9 +319,11 @@ class Tracker:
 
     def summary(self):
         return ("%s: %d connections, %d persisted events, %d snapshots, %d truncations, "
-                "%d epoch switches without a snapshot, %d violations, %d notes"
+                "%d epoch switches without a snapshot, %d events redelivered under another seq, "
+                "%d violations, %d notes"
                 % (self.name, self.conn_no, len(self.order), len(self.snapshots),
-                   len(self.truncations), self.switches, len(self.violations), len(self.notes)))
+                   len(self.truncations), self.switches, len(self.redelivered),
+                   len(self.violations), len(self.notes)))
 
 
 def _strip(m):
