@@ -23,7 +23,7 @@ from chaoslib import Redis, Sidecar, bench_pub, binpath, kill9, proc_fds, proc_r
 
 SECONDS = float(os.environ.get("RINGSIDE_SOAK_SECONDS", "45"))
 TOLERANCE = float(os.environ.get("RINGSIDE_SOAK_TOLERANCE", "0.05"))
-REDIS_EVERY = max(8.0, SECONDS / 5)
+REDIS_EVERY = float(os.environ.get("RINGSIDE_SOAK_REDIS_EVERY", "10"))
 
 
 def churn(stop, scs, stats):
