@@ -169,15 +169,8 @@ class TestPartition(unittest.TestCase):
 
     redelivered = None
 
-    # server bug: sidecar/redis_conn.c:274-290 (rc_drop) frees the hiredis context with a graceful
-    # close() after a missed command deadline, so the EVALSHA persists still in the socket's send
-    # queue are retransmitted and executed by Redis once the partition heals, after the hub already
-    # delivered those events locally as stale (hub.c persist_done): each such event reaches A's
-    # clients twice (stale local seq, then a cluster seq) and B's clients late and out of the
-    # agent's order.  Fix: before redisAsyncFree on a failed connection set SO_LINGER {1, 0} on
-    # ac->c.fd (abortive close: RST, send queue discarded); for commands Redis did receive but whose
-    # reply was lost, make persist idempotent (an event id checked by the Lua script).
-    @unittest.expectedFailure
+    # A persist whose deadline passed must not reach Redis when the partition heals (rc_drop
+    # resets the connection so its unsent commands are discarded).
     def test_zz_no_event_delivered_twice_after_partition(self):
         self.assertIsNotNone(TestPartition.redelivered, "the partition test did not run")
         self.assertEqual(TestPartition.redelivered, [],
