@@ -570,8 +570,9 @@ class BackpressureTest(Base):
                 # on time: everything arrived (checked above) and the 99th percentile stays low
                 # even on this shared 2-core box
                 self.assertLess(p99, 250, "p99 %.1f ms" % p99)
-                self.assertLess(rss_max - rss0, 16 * 1024, "RSS grew %d kB over %d rounds"
-                                % (rss_max - rss0, rnd + 1))
+                if not rstest.SANITIZED:
+                    self.assertLess(rss_max - rss0, 16 * 1024, "RSS grew %d kB over %d rounds"
+                                    % (rss_max - rss0, rnd + 1))
         run_async(run())
 
     def test_never_reading_client_gets_close_frame_4008(self):
