@@ -721,10 +721,13 @@ void conn_send(conn *c, msg *m)
             }
         }
     }
-    int over = c->q_len >= soft || c->q_bytes + m->len > soft_bytes;
+    /* A terminal is a byte stream: only --send-queue-bytes bounds it (100 chunks of 4 KiB would
+     * be 20 ms at 200 MB/s); event streams are bounded by both. */
+    int over = (c->endpoint == EP_EVENTS && c->q_len >= soft) || c->q_bytes + m->len > soft_bytes;
     if (over && !m->critical) {
         count_drop(c, m);
-    } else if (c->q_len >= soft * QUEUE_HARD_FACTOR || c->q_bytes + m->len > soft_bytes * 2) {
+    } else if ((c->endpoint == EP_EVENTS && c->q_len >= soft * QUEUE_HARD_FACTOR) ||
+               c->q_bytes + m->len > soft_bytes * 2) {
         count_drop(c, m);
         conn_close_ws(c, 4008, CLOSE_SLOW, "client cannot keep up (critical queue full)");
         return;
@@ -777,7 +780,9 @@ static msg *next_message(conn *c)
                 msg_unref(q_pop(c));
                 continue;
             }
-            if (cfg->conn_msg_rate > 0) {
+            /* The message rate (B9) is for event streams; a terminal is a byte stream that must
+             * carry at least 1 MB/s (B6), bounded by its queue and scrollback instead. */
+            if (cfg->conn_msg_rate > 0 && c->endpoint == EP_EVENTS) {
                 uint64_t now = util_mono_ns();
                 double rate = (double)cfg->conn_msg_rate;
                 c->tokens += (double)(now - c->tokens_mono) / 1e9 * rate;
