@@ -58,6 +58,9 @@ void ipc_unmap(void *p, size_t len);
 extern _Thread_local sigjmp_buf ipc_guard_jb;
 extern _Thread_local volatile sig_atomic_t ipc_guard_active;
 void ipc_guard_install(void);
+/* Like ipc_guard_install(), and also installs the handler again (chaining to the current one) if
+ * something replaced it since: one sigaction() query, called by ipc_reader_open(). */
+void ipc_guard_ensure(void);
 static inline void ipc_guard_leave(void)
 {
     ipc_guard_active = 0;

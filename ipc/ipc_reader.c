@@ -62,6 +62,8 @@ struct ipc_reader {
     uint8_t *tdata;
     uint32_t nrings, ring_bytes;
 
+    uint8_t nonce[16]; /* the header's nonce at open: a different one means the file was replaced */
+
     uint64_t head;
     uint64_t stuck_since;  /* CLOCK_MONOTONIC ns when the head slot was first seen uncommitted */
     uint64_t last_skip_ns; /* last time we skipped a slot */
@@ -758,6 +760,15 @@ int ipc_reader_poll(ipc_reader *r, unsigned max_events, ipc_event_cb cb, void *u
         return IPC_ECORRUPT;
     }
     ipc_guard_active = 1;
+    /* A file rewritten in place (same inode, another ring's bytes) is refused: 16 bytes. */
+    uint8_t nonce[16];
+    ipc_shm_read(nonce, ((const ipc_header *)(const void *)r->base)->nonce, sizeof nonce);
+    if (memcmp(nonce, r->nonce, sizeof nonce) != 0) {
+        ipc_guard_leave();
+        r->quarantined = 1;
+        r->st.corrupt++;
+        return IPC_ECORRUPT;
+    }
     /* Terminal tails first: bytes below them were written after every log record committed so
      * far that they depend on (task start), so draining the log next keeps start before bytes. */
     for (uint32_t i = 0; i < r->nrings; i++)
@@ -1031,6 +1042,7 @@ int ipc_reader_open(const char *path, ipc_reader **out)
     if (!hdr_id(r->id.agent_id, h.agent_id, 0) || !hdr_id(r->id.project_id, h.project_id, 0) ||
         !hdr_id(r->id.owner, h.owner, 1))
         goto fail;
+    memcpy(r->nonce, h.nonce, sizeof r->nonce);
     r->id.pid = h.pid;
     r->id.start_ns = h.start_ns;
     r->size = (size_t)st.st_size;
@@ -1047,7 +1059,7 @@ int ipc_reader_open(const char *path, ipc_reader **out)
     if (r->rings == NULL || r->tasks == NULL)
         goto fail;
 
-    ipc_guard_install();
+    ipc_guard_ensure();
     if (sigsetjmp(ipc_guard_jb, 0) != 0) {
         rc = IPC_ECORRUPT;
         goto fail;

@@ -67,6 +67,26 @@ void ipc_guard_install(void)
     pthread_once(&guard_once, guard_setup);
 }
 
+static pthread_mutex_t guard_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void ipc_guard_ensure(void)
+{
+    pthread_once(&guard_once, guard_setup);
+    pthread_mutex_lock(&guard_mu);
+    struct sigaction cur;
+    if (sigaction(SIGBUS, NULL, &cur) == 0 &&
+        (!(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != guard_handler)) {
+        /* Someone replaced our handler since: chain to theirs, install ours again. */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = guard_handler;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, &guard_prev);
+    }
+    pthread_mutex_unlock(&guard_mu);
+}
+
 /* ---- copies, hash, latch ---------------------------------------------------------------------- */
 
 void ipc_shm_read(void *dst, const void *shm_src, size_t n)

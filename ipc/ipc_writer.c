@@ -649,6 +649,9 @@ int ipc_writer_open(const ipc_writer_config *cfg, ipc_writer **out)
         errno = err;
         return IPC_ESYS;
     }
+    /* 0660 whatever the umask: the sidecar may run as another uid sharing the group (fsGroup). */
+    if (fchmod(w->fd, 0660) == -1)
+        goto fail_sys;
     /* Pre-allocate: a full volume fails here, never as SIGBUS on a later store. */
     int frc = fallocate(w->fd, 0, 0, (off_t)w->size);
     if (frc == -1 && (errno == EOPNOTSUPP || errno == ENOSYS))
