@@ -453,6 +453,12 @@ int main(int argc, char **argv)
     tu_mkdir(dir);
     int wake_samples = secs < 0.5 ? 20 : 200;
     double med, p999;
+    if (argc > 2 && strcmp(argv[2], "lat") == 0) { /* profiling hook: publish latency only */
+        bench_publish_latency(&med, &p999);
+        printf("publish median %.0f ns p99.9 %.0f ns\n", med, p999);
+        tu_rmdir(dir);
+        return 0;
+    }
     bench_publish_latency(&med, &p999);
     double st = bench_status_rate(), ck = bench_ck_rate(), pp = bench_pipe_rate();
     double acc, tr = bench_term_rate(&acc), mc = bench_memcpy_rate();
