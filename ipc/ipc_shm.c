@@ -130,6 +130,43 @@ uint32_t ipc_hash(const void *p, size_t n)
     return (uint32_t)h;
 }
 
+static inline uint64_t rotl64(uint64_t x, unsigned r)
+{
+    return (x << r) | (x >> (64u - r));
+}
+
+uint32_t ipc_hash4(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    const uint64_t m = UINT64_C(0xff51afd7ed558ccd);
+    uint64_t h0 = UINT64_C(0x9e3779b97f4a7c15) ^ n, h1 = UINT64_C(0xc2b2ae3d27d4eb4f);
+    uint64_t h2 = UINT64_C(0x165667b19e3779f9), h3 = UINT64_C(0x27d4eb2f165667c5);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t w[4];
+        memcpy(w, b + i, 32);
+        h0 = (h0 ^ w[0]) * m;
+        h1 = (h1 ^ w[1]) * m;
+        h2 = (h2 ^ w[2]) * m;
+        h3 = (h3 ^ w[3]) * m;
+        h0 ^= h0 >> 32;
+        h1 ^= h1 >> 32;
+        h2 ^= h2 >> 32;
+        h3 ^= h3 >> 32;
+    }
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h1 = (h1 ^ w) * m;
+        h1 ^= h1 >> 32;
+    }
+    uint64_t h = h0 ^ rotl64(h1, 17) ^ rotl64(h2, 31) ^ rotl64(h3, 47);
+    h ^= h >> 29;
+    h *= UINT64_C(0xc4ceb9fe1a85ec53);
+    h ^= h >> 32;
+    return (uint32_t)h;
+}
+
 void ipc_latch_write(_Atomic uint64_t *latch, void *copy0, void *copy1, const void *src, size_t n)
 {
     uint64_t s = atomic_load_explicit(latch, memory_order_relaxed);

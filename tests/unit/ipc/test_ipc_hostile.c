@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "ipc_internal.h"
 #include "ipc_layout.h"
 #include "ipc_test_util.h"
 #include "ipc_writer.h"
@@ -155,7 +156,8 @@ static void test_header_fields(void **state)
         {"region_count huge", HOFF(region_count), 4, 0xffffffffu, IPC_EGEOMETRY},
         {"region_count 6 (TERM_DATA missing)", HOFF(region_count), 4, 6, IPC_EGEOMETRY},
         {"region_count 8 (empty slot ignored)", HOFF(region_count), 4, 8, IPC_OK},
-        {"required_features bit 0", HOFF(required_features), 8, 1, IPC_EVERSION},
+        {"required_features bit 1 (unknown)", HOFF(required_features), 8, 2, IPC_EVERSION},
+        {"required_features HASH4 only (as written)", HOFF(required_features), 8, IPC_FEAT_HASH4, IPC_OK},
         {"required_features bit 63", HOFF(required_features), 8, UINT64_C(1) << 63, IPC_EVERSION},
         {"optional_features (ignored)", HOFF(optional_features), 8, ~UINT64_C(0), IPC_OK},
         {"nonce (diagnostic)", HOFF(nonce), 8, 0x1122334455667788u, IPC_OK},
@@ -459,6 +461,51 @@ static void test_replaced_by_rename(void **state)
     ipc_writer_close(b);
 }
 
+/* A ring without IPC_FEAT_HASH4 (an SDK before the four-lane check) is read with the old check;
+ * a record whose check does not match the ring's function is reported lost, never delivered. */
+static void test_legacy_hash(void **state)
+{
+    hx *f = *state;
+    for (int legacy = 1; legacy >= 0; legacy--) {
+        ipc_writer *w = wopen(f, "legacy");
+        assert_int_equal(ipc_writer_status(w, 1, "old", 3), IPC_OK);
+        assert_int_equal(ipc_writer_status(w, 2, "check", 5), IPC_OK);
+        int fd = open(ipc_writer_path(w), O_RDWR);
+        ipc_header h;
+        assert_int_equal(pread(fd, &h, sizeof h, 0), sizeof h);
+        assert_int_equal(h.required_features, IPC_FEAT_HASH4);
+        uint8_t *base = mmap(NULL, (size_t)h.file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        assert_true(base != MAP_FAILED);
+        if (legacy)
+            ((ipc_header *)(void *)base)->required_features = 0;
+        ipc_log_slot *sl = (ipc_log_slot *)(void *)(base + h.regions[2].offset);
+        for (int i = 0; i < 2; i++) { /* re-check both records with the old function */
+            ipc_log_rec *x = &sl[i].rec;
+            x->check = 0;
+            x->check = ipc_hash(x, ipc_log_rec_used(x->detail_len));
+        }
+        ipc_reader *r = NULL;
+        assert_int_equal(ipc_reader_open(ipc_writer_path(w), &r), IPC_OK);
+        f->c->n = 0;
+        f->c->lost = 0;
+        tu_drain(r, f->c);
+        if (legacy) {
+            assert_int_equal(f->c->n, 2);
+            assert_string_equal(f->c->ev[0].detail, "old");
+            assert_string_equal(f->c->ev[1].detail, "check");
+        } else {
+            assert_int_equal(f->c->lost, 2); /* wrong function: both rejected, counted */
+            ipc_reader_stats rs;
+            ipc_reader_get_stats(r, &rs);
+            assert_int_equal(rs.corrupt, 2);
+        }
+        ipc_reader_free(r);
+        munmap(base, (size_t)h.file_size);
+        close(fd);
+        ipc_writer_close(w);
+    }
+}
+
 /* The ring file is 0660 whatever the umask: agent and sidecar may be different uids sharing a
  * group (Kubernetes fsGroup). */
 static void test_file_mode(void **state)
@@ -489,6 +536,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncated_under_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replaced_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replaced_by_rename, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_mode, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
