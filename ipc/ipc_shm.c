@@ -143,12 +143,15 @@ uint32_t ipc_hash4(const void *p, size_t n)
     uint64_t h2 = UINT64_C(0x165667b19e3779f9), h3 = UINT64_C(0x27d4eb2f165667c5);
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        uint64_t w[4];
-        memcpy(w, b + i, 32);
-        h0 = (h0 ^ w[0]) * m;
-        h1 = (h1 ^ w[1]) * m;
-        h2 = (h2 ^ w[2]) * m;
-        h3 = (h3 ^ w[3]) * m;
+        uint64_t w0, w1, w2, w3; /* four 8-byte loads (one 32-byte copy goes through the stack) */
+        memcpy(&w0, b + i, 8);
+        memcpy(&w1, b + i + 8, 8);
+        memcpy(&w2, b + i + 16, 8);
+        memcpy(&w3, b + i + 24, 8);
+        h0 = (h0 ^ w0) * m;
+        h1 = (h1 ^ w1) * m;
+        h2 = (h2 ^ w2) * m;
+        h3 = (h3 ^ w3) * m;
         h0 ^= h0 >> 32;
         h1 ^= h1 >> 32;
         h2 ^= h2 >> 32;

@@ -360,9 +360,23 @@ static void test_hostile_words(void **state)
 
 /* Truncated under a live reader, at several sizes: the next poll faults on the mapping (SIGBUS),
  * returns IPC_ECORRUPT, the ring stays quarantined; every entry point stays safe. */
+#if defined(__SANITIZE_THREAD__)
+#define HX_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HX_TSAN 1
+#endif
+#endif
+
 static void test_truncated_under_reader(void **state)
 {
     hx *f = *state;
+#ifdef HX_TSAN
+    /* Under ThreadSanitizer the reader's copies of shared memory are instrumented atomic loads:
+     * the SIGBUS is raised inside the TSan runtime, which treats it as fatal before any handler
+     * runs.  The guard is covered by the plain, ASan and valgrind runs of this test. */
+    skip();
+#endif
     const off_t sizes[] = {0, IPC_HEADER_SIZE, IPC_HEADER_SIZE + 2 * IPC_PAGE,
                            IPC_HEADER_SIZE + 3 * IPC_PAGE + 8 * 512 /* mid-log */, -1};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
