@@ -7,7 +7,7 @@
  *   4. publish -> sleeping reader wake latency vs a bare futex wake-to-run;
  *   5. reader CPU with 100 idle agents (doorbell wait, 100 ms timeout).
  * usage: bench_ipc [seconds_per_test [rounds]]   (defaults 0.5 and 5; the ctest smoke entry
- *        uses 0.1 and 1), or bench_ipc SECONDS lat  (publish latency only, for profiling).
+ *        uses 0.1 and 1), or bench_ipc SECONDS lat|rate|term  (one figure, for profiling).
  * Each comparison runs `rounds` times, the ringside measurement and its baseline back to back in
  * every round (so both see the same machine load); the table reports the median of the rounds
  * for each figure and the median of the per-round ratios.
@@ -533,6 +533,19 @@ int main(int argc, char **argv)
     if (argc > 2 && strcmp(argv[2], "lat") == 0) { /* profiling hook: publish latency only */
         bench_publish_latency(&med, &p999);
         printf("publish median %.0f ns p99.9 %.0f ns\n", med, p999);
+        tu_rmdir(dir);
+        return 0;
+    }
+    if (argc > 2 && strcmp(argv[2], "term") == 0) { /* profiling hook: terminal bytes only */
+        double acc, tr = bench_term_rate(&acc), mc = bench_memcpy_rate();
+        printf("term delivered %.2f GB/s accepted %.2f GB/s memcpy %.2f GB/s (%.0f %%)\n", tr / 1e9,
+               acc / 1e9, mc / 1e9, 100 * tr / mc);
+        tu_rmdir(dir);
+        return 0;
+    }
+    if (argc > 2 && strcmp(argv[2], "rate") == 0) { /* profiling hook: records/s only */
+        double st = bench_status_rate(), ck = bench_ck_rate();
+        printf("records/s %.2f M ck_ring %.2f M (%.0f %%)\n", st / 1e6, ck / 1e6, 100 * st / ck);
         tu_rmdir(dir);
         return 0;
     }
