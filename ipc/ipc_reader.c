@@ -268,9 +268,13 @@ static int term_drain(ipc_reader *r, uint32_t ri, uint64_t limit)
             return 0;
         r->work--;
         uint64_t cpos = g->cursor;
-        if (limit - cpos > cap) { /* lapped: the oldest bytes are gone (data_pos tells how many) */
-            uint64_t to = limit - cap;
-            g->cursor = (to + IPC_TERM_CHUNK - 1) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
+        if (limit - cpos > cap) {
+            /* Lapped: the producer outruns us.  Resume half a ring behind its tail, not at the
+             * oldest byte still in the ring: that byte is the next one it overwrites, so under a
+             * sustained overrun every chunk copied from there came back torn and was discarded
+             * (the reader delivered almost nothing).  The skipped bytes are counted exactly
+             * through data_pos, and the newest bytes are the ones a viewer wants (tail -f). */
+            g->cursor = (limit - cap / 2) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
             continue;
         }
         uint64_t chunk_end = (cpos & ~(uint64_t)(IPC_TERM_CHUNK - 1)) + IPC_TERM_CHUNK;
@@ -289,7 +293,8 @@ static int term_drain(ipc_reader *r, uint32_t ri, uint64_t limit)
         if (intent < t)
             intent = t;
         if (intent - cpos > cap) {
-            uint64_t safe = ((intent - cap) + IPC_TERM_CHUNK - 1) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
+            /* overwritten while we copied: resume half a ring behind the intent (see above) */
+            uint64_t safe = (intent - cap / 2) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
             g->cursor = safe > chunk_end ? safe : chunk_end;
             continue;
         }

@@ -31,6 +31,7 @@
 #include "ipc_writer.h"
 
 static double secs = 1.0;
+static unsigned rate_slots = 65536; /* log slots and ck_ring entries in the records/s runs */
 static char dir[PATH_MAX];
 
 static uint64_t now_ns(void)
@@ -135,7 +136,7 @@ static void bench_publish_latency(double *median, double *p999)
 /* ---- 2. records/s ------------------------------------------------------------------------- */
 static double bench_status_rate(void)
 {
-    ipc_writer *w = open_writer("rate", 65536, UINT32_MAX, 0);
+    ipc_writer *w = open_writer("rate", rate_slots, UINT32_MAX, 0);
     rd_ctx c = {.r = open_reader_for(w)};
     pthread_t th;
     pthread_create(&th, NULL, reader_main, &c);
@@ -148,6 +149,15 @@ static double bench_status_rate(void)
     uint64_t t1 = now_ns();
     atomic_store(&c.stop, 1);
     pthread_join(th, NULL);
+    if (getenv("BENCH_VERBOSE") != NULL) {
+        ipc_writer_stats ws;
+        ipc_writer_get_stats(w, &ws);
+        ipc_reader_stats rs;
+        ipc_reader_get_stats(c.r, &rs);
+        fprintf(stderr, "rate: published %llu dropped %llu delivered %llu lost %llu\n",
+                (unsigned long long)ws.events_published, (unsigned long long)ws.events_dropped,
+                (unsigned long long)rs.records_read, (unsigned long long)rs.records_lost);
+    }
     /* delivered = records received (drops when the reader falls behind are not counted) */
     double rate = (double)atomic_load(&c.events) / ((double)(t1 - t0) / 1e9);
     ipc_reader_free(c.r);
@@ -200,7 +210,7 @@ static void *ck_consumer168(void *arg)
 /* The same with 168 B records: the bytes a status with a 13-byte detail occupies in a slot. */
 static double bench_ck168_rate(void)
 {
-    unsigned size = 65536;
+    unsigned size = rate_slots;
     ckbuf2 = calloc(size, sizeof *ckbuf2);
     ck_ring_init(&ckr2, size);
     pthread_t th;
@@ -225,7 +235,7 @@ static double bench_ck168_rate(void)
 
 static double bench_ck_rate(void)
 {
-    unsigned size = 65536;
+    unsigned size = rate_slots;
     ckbuf = calloc(size, sizeof *ckbuf);
     ck_ring_init(&ckr, size);
     pthread_t th;
@@ -524,6 +534,8 @@ int main(int argc, char **argv)
 {
     secs = 0.5;
     int rounds = 5;
+    if (getenv("BENCH_SLOTS") != NULL) /* power of two, 8..65536 */
+        rate_slots = (unsigned)atoi(getenv("BENCH_SLOTS"));
     if (argc > 1)
         secs = atof(argv[1]);
     if (secs <= 0)
