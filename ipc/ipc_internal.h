@@ -25,6 +25,16 @@
 void ipc_shm_read(void *dst, const void *shm_src, size_t n);
 void ipc_shm_write(void *shm_dst, const void *src, size_t n);
 
+/* A hint that the line at p will be written soon (no effect on correctness; a no-op for a
+ * compiler without the builtin). */
+#if defined(__GNUC__)
+#define ipc_prefetch_w(p) __builtin_prefetch((p), 1, 3)
+#define ipc_prefetch_r(p) __builtin_prefetch((p), 0, 3)
+#else
+#define ipc_prefetch_w(p) ((void)(p))
+#define ipc_prefetch_r(p) ((void)(p))
+#endif
+
 /* 32-bit hash of n bytes (n a multiple of 8): catches zombie and torn writes, not an adversary. */
 uint32_t ipc_hash(const void *p, size_t n);
 /* The same contract, four independent multiply lanes (about 3x shorter dependency chain); the

@@ -571,6 +571,11 @@ static int log_drain(ipc_reader *r)
             atomic_store_explicit(&sl->seq, IPC_SEQ(h + n, IPC_SLOT_FREE), memory_order_release);
             r->head = h + 1;
             r->stuck_since = 0;
+            /* the next record's lines, while this one is validated and delivered */
+            const ipc_log_slot *nx = slot_at(r, h + 1);
+            ipc_prefetch_r(nx);
+            ipc_prefetch_r((const char *)nx + 64);
+            ipc_prefetch_r((const char *)nx + 128);
             if (s2 != s) {
                 r->st.corrupt++;
                 r->st.records_lost++;
