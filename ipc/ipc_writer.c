@@ -212,7 +212,9 @@ skipped:
     expect = IPC_SEQ(t, IPC_SLOT_SKIPPED);
     atomic_compare_exchange_strong_explicit(&sl->seq, &expect, IPC_SEQ(t + n, IPC_SLOT_FREE),
                                             memory_order_release, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->prod->log_skipped, 1, memory_order_relaxed);
+    /* seq_cst like every other IPC_EFULL return, so wr_notify's fence-free path holds for any
+     * return of log_append (nothing here is a commit the reader waits for, but it stays uniform) */
+    atomic_fetch_add_explicit(&w->prod->log_skipped, 1, memory_order_seq_cst);
     return IPC_EFULL;
 }
 
