@@ -2,15 +2,20 @@
  * fuzz_ipc_reader.c — the ring reader over hostile ring files, structure-aware.
  *
  * Every input is turned into a ring file of one fixed geometry (the one the real writer makes for
- * FZ_CONFIG): 8 log slots, 2 task slots, 2 terminal rings of 8 KiB.  Input byte 0:
+ * fz_writer()): 8 log slots, 2 task slots, 2 terminal rings of 8 KiB.  Input byte 0:
  *   bits 0-1  kind: 0, 1  REGIONS: a valid header (the writer's) + the rest of the input laid over
  *                          the shared regions in a fixed order (producer words, log slots, status
  *                          latch, task latches, terminal ring control, terminal data); bytes the
  *                          input does not cover come from the base image.  Mutations land on the
  *                          words the reader parses, not on padding, so coverage goes deep.
+ *                          Kind 1 also truncates the file after the second poll (to a length
+ *                          taken from the input): the SIGBUS guard.
  *                   2      HEADER: the input is the 4 KiB header; the regions are the base image's.
  *                   3      RAW: the input is the whole file.
- *   bits 2-7  poll budget (1..64 events per poll).
+ *   bits 2-6  poll budget (1..32 events per poll).
+ *   bit 7     live: after the first poll the producer's drop and progress counters move (as a
+ *             live agent's would), so the reader reports the loss, delivers the snapshot and
+ *             reconciles the task slots.
  * The reader must never crash, hang, read out of bounds, deliver more than its budget or hand out
  * an invalid string.  The seed corpus is made by the real writer: fuzz_ipc_seeds DIR (this file
  * built with FZ_SEEDS) snapshots rings mid-stream — statuses, overflow, tasks, progress, terminal
@@ -168,7 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_init();
     if (size < 1)
         return 0;
-    unsigned kind = data[0] & 3u, budget = 1u + (data[0] >> 2);
+    unsigned kind = data[0] & 3u, budget = 1u + ((data[0] >> 2) & 31u), live = data[0] >> 7;
     const uint8_t *in = data + 1;
     size_t n = size - 1;
     uint8_t *img;
@@ -214,8 +219,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort(); /* more events than allowed, or a miscount */
             total += got;
             last = k;
+            if (round == 0 && live && kind != 3) {
+                /* a live agent dropped records and updated progress since */
+                int wfd = open(work_file, O_RDWR);
+                uint64_t v[2];
+                size_t at = seg[SEG_PROD].off + offsetof(ipc_producer, events_dropped);
+                if (wfd == -1 || pread(wfd, v, sizeof v, (off_t)at) != (ssize_t)sizeof v)
+                    abort();
+                v[0] += 1u + (size > 1 ? data[size - 1] % 7u : 0u);
+                v[1] += 1u;
+                if (pwrite(wfd, v, sizeof v, (off_t)at) != (ssize_t)sizeof v)
+                    abort();
+                close(wfd);
+            }
+            if (round == 1 && kind == 1) { /* truncated under the reader */
+                uint32_t cut = 0;
+                if (size >= 5)
+                    memcpy(&cut, data + size - 4, 4);
+                if (truncate(work_file, (off_t)(cut % img_size)) != 0)
+                    abort();
+            }
             (void)ipc_reader_pending(r);
-            if (k <= 0)
+            if (k < 0 || (k == 0 && !(live && round == 0)))
                 break;
         }
         ipc_event ev;
@@ -260,10 +285,14 @@ static void snap(ipc_writer *w, const char *name)
     if (n != img_size)
         abort();
     body_extract(img, body_buf);
-    put(name, (uint8_t)(63u << 2), body_buf, body_len);
-    char small[96];
-    snprintf(small, sizeof small, "%s-b1", name);
-    put(small, 0, body_buf, body_len);
+    put(name, (uint8_t)(31u << 2), body_buf, body_len);
+    char v[96];
+    snprintf(v, sizeof v, "%s-b1", name);
+    put(v, 0, body_buf, body_len);
+    snprintf(v, sizeof v, "%s-live", name); /* counters move after the first poll */
+    put(v, (uint8_t)(0x80u | (7u << 2)), body_buf, body_len);
+    snprintf(v, sizeof v, "%s-trunc", name); /* truncated after the second poll */
+    put(v, (uint8_t)(0x80u | (1u << 2) | 1u), body_buf, body_len);
     if (nsnaps < 16) {
         snaps[nsnaps] = malloc(body_len);
         if (snaps[nsnaps] == NULL)
@@ -382,7 +411,7 @@ int main(int argc, char **argv)
         ipc_producer *p = (ipc_producer *)(void *)(img + seg[SEG_PROD].off);
         atomic_fetch_add(&p->log_tail, 1);
         body_extract(img, body_buf);
-        put("stuck-claim", (uint8_t)(63u << 2), body_buf, body_len);
+        put("stuck-claim", (uint8_t)(31u << 2), body_buf, body_len);
         free(img);
     }
     close_w(w);
@@ -409,7 +438,7 @@ int main(int argc, char **argv)
             }
             memcpy(body_buf + at, &v, 8);
         }
-        put("mut", (uint8_t)((rnd() % 64u) << 2), body_buf, body_len);
+        put("mut", (uint8_t)(rnd() % 256u & ~3u), body_buf, body_len);
         uint8_t hdr[IPC_HEADER_SIZE];
         memcpy(hdr, base_img, sizeof hdr);
         size_t at = (rnd() % (IPC_HEADER_SIZE / 4u)) * 4u;
