@@ -148,21 +148,22 @@ uint32_t ipc_hash4(const void *p, size_t n)
         memcpy(&w1, b + i + 8, 8);
         memcpy(&w2, b + i + 16, 8);
         memcpy(&w3, b + i + 24, 8);
+        /* (h ^ w) * m with m odd is a bijection of h for a given w, so any one changed word
+         * changes its lane's final state; the high bits are folded down once at the end. */
         h0 = (h0 ^ w0) * m;
         h1 = (h1 ^ w1) * m;
         h2 = (h2 ^ w2) * m;
         h3 = (h3 ^ w3) * m;
-        h0 ^= h0 >> 32;
-        h1 ^= h1 >> 32;
-        h2 ^= h2 >> 32;
-        h3 ^= h3 >> 32;
     }
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, b + i, 8);
         h1 = (h1 ^ w) * m;
-        h1 ^= h1 >> 32;
     }
+    h0 ^= h0 >> 32;
+    h1 ^= h1 >> 32;
+    h2 ^= h2 >> 32;
+    h3 ^= h3 >> 32;
     uint64_t h = h0 ^ rotl64(h1, 17) ^ rotl64(h2, 31) ^ rotl64(h3, 47);
     h ^= h >> 29;
     h *= UINT64_C(0xc4ceb9fe1a85ec53);

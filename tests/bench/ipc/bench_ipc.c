@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "../../unit/ipc/ipc_test_util.h"
+#include "ipc_internal.h"
 #include "ipc_layout.h"
 #include "ipc_writer.h"
 
@@ -524,6 +525,44 @@ static double bench_idle(int agents)
     return 100.0 * cpu / ((double)(t1 - t0) / 1e9);
 }
 
+/* ---- 6. parts of a publish, for the notes: the clock it must read, the record check, a lock --- */
+static void bench_parts(double *clk, double *h4, double *h1, double *mu)
+{
+    enum { N = 200000 };
+    volatile uint64_t sink = 0;
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < N; i++)
+        sink += ipc_now_realtime_ns();
+    uint64_t t1 = now_ns();
+    *clk = (double)(t1 - t0) / N;
+    unsigned char rec[168];
+    memset(rec, 3, sizeof rec);
+    t0 = now_ns();
+    for (int i = 0; i < N; i++) {
+        rec[0] = (unsigned char)i;
+        sink += ipc_hash4(rec, sizeof rec);
+    }
+    t1 = now_ns();
+    *h4 = (double)(t1 - t0) / N;
+    t0 = now_ns();
+    for (int i = 0; i < N; i++) {
+        rec[0] = (unsigned char)i;
+        sink += ipc_hash(rec, sizeof rec);
+    }
+    t1 = now_ns();
+    *h1 = (double)(t1 - t0) / N;
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    t0 = now_ns();
+    for (int i = 0; i < N; i++) {
+        pthread_mutex_lock(&m);
+        sink += (uint64_t)i;
+        pthread_mutex_unlock(&m);
+    }
+    t1 = now_ns();
+    *mu = (double)(t1 - t0) / N;
+    (void)sink;
+}
+
 static double median(double *v, int n)
 {
     for (int i = 1; i < n; i++) /* insertion sort: n is small */
@@ -575,9 +614,10 @@ int main(int argc, char **argv)
     int wake_samples = secs < 0.3 ? 20 : 100;
     double lm[MAXR], lp[MAXR], st[MAXR], ck[MAXR], ck2[MAXR], pp[MAXR], rck[MAXR], rck2[MAXR],
         rpp[MAXR], tr[MAXR], acc[MAXR], mc[MAXR], rtr[MAXR], wk[MAXR], fx[MAXR], rwk[MAXR],
-        idle[MAXR];
+        idle[MAXR], pc[MAXR], ph4[MAXR], ph1[MAXR], pmu[MAXR];
     for (int k = 0; k < rounds; k++) {
         bench_publish_latency(&lm[k], &lp[k]);
+        bench_parts(&pc[k], &ph4[k], &ph1[k], &pmu[k]);
         st[k] = bench_status_rate();
         ck[k] = bench_ck_rate();
         ck2[k] = bench_ck168_rate();
@@ -606,6 +646,9 @@ int main(int argc, char **argv)
     printf("| status publish, p99.9 (ns) | %.0f | — | — | <= 1000 |\n", median(lp, n));
     printf("| futex wakes by the publisher while the reader is awake | %llu | — | — | 0 |\n",
            (unsigned long long)lat_wakeups);
+    printf("| parts of a publish (ns): CLOCK_REALTIME read / record check hash4 168 B (old hash) "
+           "/ uncontended mutex lock+unlock | %.1f / %.1f (%.1f) / %.1f | — | — | — |\n",
+           median(pc, n), median(ph4, n), median(ph1, n), median(pmu, n));
     printf("| status records/s, 1 producer thread | %.2f M | ck_ring SPSC 408 B: %.2f M | %.0f %% | "
            ">= 50 %% |\n",
            median(st, n) / 1e6, median(ck, n) / 1e6, 100 * median(rck, n));
