@@ -269,12 +269,10 @@ static int term_drain(ipc_reader *r, uint32_t ri, uint64_t limit)
         r->work--;
         uint64_t cpos = g->cursor;
         if (limit - cpos > cap) {
-            /* Lapped: the producer outruns us.  Resume half a ring behind its tail, not at the
-             * oldest byte still in the ring: that byte is the next one it overwrites, so under a
-             * sustained overrun every chunk copied from there came back torn and was discarded
-             * (the reader delivered almost nothing).  The skipped bytes are counted exactly
-             * through data_pos, and the newest bytes are the ones a viewer wants (tail -f). */
-            g->cursor = (limit - cap / 2) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
+            /* Lapped: resume at the oldest whole chunk still in the ring (a producer that has
+             * stopped leaves all of it readable).  If the producer is still overwriting it, the
+             * copy comes back torn and we jump close to the producer instead (below). */
+            g->cursor = ((limit - cap) + IPC_TERM_CHUNK - 1) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
             continue;
         }
         uint64_t chunk_end = (cpos & ~(uint64_t)(IPC_TERM_CHUNK - 1)) + IPC_TERM_CHUNK;
@@ -293,8 +291,13 @@ static int term_drain(ipc_reader *r, uint32_t ri, uint64_t limit)
         if (intent < t)
             intent = t;
         if (intent - cpos > cap) {
-            /* overwritten while we copied: resume half a ring behind the intent (see above) */
-            uint64_t safe = (intent - cap / 2) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
+            /* Overwritten while we copied: the producer outruns us.  Resume an eighth of a ring
+             * behind its intent, not at the oldest surviving byte (the next one it overwrites:
+             * under a sustained overrun every copy from there came back torn and the reader
+             * delivered almost nothing).  Resuming d bytes behind, the producer laps us again
+             * only after (cap - d) / (v_producer - v_reader); the skipped bytes are counted
+             * exactly through data_pos, and the newest bytes are the ones a viewer wants. */
+            uint64_t safe = (intent - cap / 8) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
             g->cursor = safe > chunk_end ? safe : chunk_end;
             continue;
         }

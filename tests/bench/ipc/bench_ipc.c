@@ -76,11 +76,13 @@ static void count_cb(void *ud, const ipc_event *ev)
         c->bytes += ev->len;
 }
 
+static int reader_spin; /* BENCH_SPIN: the reader never yields (diagnostic) */
+
 static void *reader_main(void *arg)
 {
     rd_ctx *c = arg;
     while (!atomic_load(&c->stop))
-        if (ipc_reader_poll(c->r, 1024, count_cb, c) == 0)
+        if (ipc_reader_poll(c->r, 1024, count_cb, c) == 0 && !reader_spin)
             sched_yield();
     return NULL;
 }
@@ -320,6 +322,14 @@ static double bench_term_rate(double *accepted)
     atomic_store(&c.stop, 1);
     pthread_join(th, NULL);
     double dt = (double)(t1 - t0) / 1e9;
+    if (getenv("BENCH_VERBOSE") != NULL) {
+        ipc_reader_stats rs;
+        ipc_reader_get_stats(c.r, &rs);
+        fprintf(stderr, "term: written %.0f MB read %.0f MB lost %.0f MB corrupt %llu events %llu\n",
+                (double)n * sizeof buf / 1e6, (double)rs.term_bytes_read / 1e6,
+                (double)rs.term_bytes_lost / 1e6, (unsigned long long)rs.corrupt,
+                (unsigned long long)c.events);
+    }
     *accepted = (double)n * sizeof buf / dt;
     double rate = (double)c.bytes / dt;
     ipc_reader_free(c.r);
@@ -580,6 +590,7 @@ int main(int argc, char **argv)
 {
     secs = 0.5;
     int rounds = 5;
+    reader_spin = getenv("BENCH_SPIN") != NULL;
     if (getenv("BENCH_SLOTS") != NULL) /* power of two, 8..65536 */
         rate_slots = (unsigned)atoi(getenv("BENCH_SLOTS"));
     if (argc > 1)
