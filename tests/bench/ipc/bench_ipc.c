@@ -64,6 +64,7 @@ static ipc_writer *open_writer(const char *agent, uint32_t slots, uint32_t rings
 /* ---- reader thread -------------------------------------------------------------------------- */
 typedef struct rd_ctx {
     ipc_reader *r;
+    ipc_doorbell *db; /* set: the reader sleeps on the doorbell when a poll finds nothing */
     _Atomic int stop;
     uint64_t events, bytes; /* reader thread only; read after pthread_join (like ck's consumer) */
 } rd_ctx;
@@ -78,12 +79,24 @@ static void count_cb(void *ud, const ipc_event *ev)
 
 static int reader_spin; /* BENCH_SPIN: the reader never yields (diagnostic) */
 
+/* The reader loop of the throughput runs.  With a doorbell it behaves like the sidecar: drain
+ * while there is work, then arm, re-check, and sleep until a producer rings (or 10 ms pass);
+ * without one it yields the CPU after an empty poll (or spins with BENCH_SPIN). */
 static void *reader_main(void *arg)
 {
     rd_ctx *c = arg;
-    while (!atomic_load(&c->stop))
-        if (ipc_reader_poll(c->r, 1024, count_cb, c) == 0 && !reader_spin)
+    while (!atomic_load(&c->stop)) {
+        if (ipc_reader_poll(c->r, 1024, count_cb, c) != 0 || reader_spin)
+            continue;
+        if (c->db == NULL) {
             sched_yield();
+            continue;
+        }
+        uint32_t s = ipc_doorbell_arm(c->db);
+        if (!ipc_reader_pending(c->r))
+            ipc_doorbell_wait(c->db, s, 10);
+        ipc_doorbell_disarm(c->db);
+    }
     return NULL;
 }
 
@@ -140,8 +153,11 @@ static void bench_publish_latency(double *median, double *p999)
 /* ---- 2. records/s ------------------------------------------------------------------------- */
 static double bench_status_rate(void)
 {
+    ipc_doorbell *db;
+    if (ipc_doorbell_open(dir, &db) != IPC_OK)
+        exit(2);
     ipc_writer *w = open_writer("rate", rate_slots, UINT32_MAX, 0);
-    rd_ctx c = {.r = open_reader_for(w)};
+    rd_ctx c = {.r = open_reader_for(w), .db = db};
     pthread_t th;
     pthread_create(&th, NULL, reader_main, &c);
     uint64_t t0 = now_ns(), end = t0 + (uint64_t)(secs * 1e9);
@@ -152,6 +168,7 @@ static double bench_status_rate(void)
     }
     uint64_t t1 = now_ns();
     atomic_store(&c.stop, 1);
+    ipc_doorbell_ring(db);
     pthread_join(th, NULL);
     if (getenv("BENCH_VERBOSE") != NULL) {
         ipc_writer_stats ws;
@@ -166,6 +183,7 @@ static double bench_status_rate(void)
     double rate = (double)c.events / ((double)(t1 - t0) / 1e9);
     ipc_reader_free(c.r);
     ipc_writer_close(w);
+    ipc_doorbell_free(db);
     return rate;
 }
 
@@ -303,9 +321,12 @@ static double bench_pipe_rate(void)
 /* ---- 3. terminal bandwidth ---------------------------------------------------------------- */
 static double bench_term_rate(double *accepted)
 {
+    ipc_doorbell *db;
+    if (ipc_doorbell_open(dir, &db) != IPC_OK)
+        exit(2);
     ipc_writer *w = open_writer("term", 0, 1, 4u << 20);
     (void)ipc_writer_task_start(w, "t", 1, NULL, 0);
-    rd_ctx c = {.r = open_reader_for(w)};
+    rd_ctx c = {.r = open_reader_for(w), .db = db};
     pthread_t th;
     pthread_create(&th, NULL, reader_main, &c);
     static unsigned char buf[4096];
@@ -320,6 +341,7 @@ static double bench_term_rate(double *accepted)
     struct timespec ts = {0, 20000000};
     nanosleep(&ts, NULL);
     atomic_store(&c.stop, 1);
+    ipc_doorbell_ring(db);
     pthread_join(th, NULL);
     double dt = (double)(t1 - t0) / 1e9;
     if (getenv("BENCH_VERBOSE") != NULL) {
@@ -334,6 +356,7 @@ static double bench_term_rate(double *accepted)
     double rate = (double)c.bytes / dt;
     ipc_reader_free(c.r);
     ipc_writer_close(w);
+    ipc_doorbell_free(db);
     return rate;
 }
 
