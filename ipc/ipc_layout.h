@@ -38,6 +38,12 @@
 #define IPC_STATE_READY 1u
 #define IPC_STATE_CLOSED 2u
 
+/* Required feature bits (header.required_features): a reader refuses a ring with a bit it does
+ * not know (IPC_EVERSION), so a changed record format never reaches an older reader.
+ * IPC_FEAT_HASH4: the log record check is ipc_hash4 (four independent lanes), not ipc_hash. */
+#define IPC_FEAT_HASH4 (UINT64_C(1) << 0)
+#define IPC_FEAT_KNOWN IPC_FEAT_HASH4
+
 /* Region types. */
 enum {
     IPC_REGION_PRODUCER = 1,
@@ -123,7 +129,9 @@ typedef struct ipc_producer {
     uint8_t pad0[IPC_BLOCK - 8];
     /* Counters (fetch_add relaxed by agent threads; events_dropped and progress_updates also
      * release: the reader's acquire load of them orders its later slot reads). */
-    _Atomic uint64_t events_published;
+    _Atomic uint64_t events_published; /* not maintained (stays 0): a locked add per record on
+                                        * this line cost the reader a cache miss per poll; the
+                                        * count is log_tail - log_skipped */
     _Atomic uint64_t events_dropped; /* log full or claim contention: newest dropped */
     _Atomic uint64_t progress_updates;
     _Atomic uint64_t term_bytes_written;
@@ -181,7 +189,8 @@ typedef struct ipc_log_rec {
     int32_t exit_code;   /* TASK_END */
     uint16_t detail_len; /* 0..255: status detail or task title */
     uint16_t task_slot;  /* TASK_*: index of the task's slot in TASKS */
-    uint32_t check;      /* ipc_hash of the record with check = 0, over ipc_log_rec_used() bytes */
+    uint32_t check;      /* ipc_hash4 (IPC_FEAT_HASH4, else ipc_hash) of the record with check = 0,
+                          * over ipc_log_rec_used() bytes */
     uint32_t task_gen;   /* TASK_*: low 32 bits of the slot's gen for this task */
     char task_id[64];
     char detail[256];

@@ -62,7 +62,13 @@ struct ipc_reader {
     uint8_t *tdata;
     uint32_t nrings, ring_bytes;
 
+    uint8_t nonce[16]; /* the header's nonce at open: a different one means the file was replaced */
+    int hash4;         /* IPC_FEAT_HASH4: log records are checked with ipc_hash4 */
+
     uint64_t head;
+    uint64_t tail_seen;  /* log tail at its last load */
+    uint32_t idle_polls; /* caught-up polls (every 8th reloads the tail) */
+    uint32_t polls;
     uint64_t stuck_since;  /* CLOCK_MONOTONIC ns when the head slot was first seen uncommitted */
     uint64_t last_skip_ns; /* last time we skipped a slot */
     uint64_t seen_dropped;
@@ -171,12 +177,31 @@ static int id_copy(char dst[IPC_ID_MAX + 1], const char *src, size_t len)
     return 1;
 }
 
+/* Resets the event: every scalar zero, strings empty (not the 320 string bytes: whoever fills a
+ * string terminates it — ev_task(), utf8_sanitize(), snprintf()). */
 static ipc_event *ev_new(ipc_reader *r, ipc_event_type type)
 {
     ipc_event *ev = &r->ev;
-    memset(ev, 0, sizeof *ev);
     ev->type = type;
+    ev->ts_ns = 0;
+    ev->status_seq = 0;
+    ev->status = 0;
+    ev->stream = 0;
+    ev->exit_code = 0;
+    ev->current_step = ev->total_steps = 0;
+    ev->lost = 0;
+    ev->task_id[0] = '\0';
+    ev->detail[0] = '\0';
+    ev->bytes = NULL;
+    ev->len = 0;
     return ev;
+}
+
+/* Copies a task id of len (<= IPC_ID_MAX, validated) bytes and terminates it. */
+static void ev_task(ipc_event *ev, const char *id, size_t len)
+{
+    memcpy(ev->task_id, id, len);
+    ev->task_id[len] = '\0';
 }
 
 /* Delivers r->ev if budget is left: returns 1, else 0 (nothing delivered). */
@@ -201,7 +226,10 @@ static int emit_lost(ipc_reader *r, uint64_t n)
 
 /* ---- terminal rings ----------------------------------------------------------------------------- */
 
-static int term_flush(ipc_reader *r, struct rd_ring *g, uint32_t *out_len, uint64_t ts)
+/* Emits the pending terminal bytes: *one when they are one record's data, still in the private
+ * chunk copy (no second copy), else r->out (coalesced records). */
+static int term_flush(ipc_reader *r, struct rd_ring *g, uint32_t *out_len, uint64_t ts,
+                      const uint8_t **one)
 {
     if (*out_len == 0)
         return 1;
@@ -209,12 +237,13 @@ static int term_flush(ipc_reader *r, struct rd_ring *g, uint32_t *out_len, uint6
     ev->ts_ns = ts;
     ev->stream = g->stream;
     memcpy(ev->task_id, g->task_id, sizeof ev->task_id);
-    ev->bytes = r->out;
+    ev->bytes = *one != NULL ? *one : r->out;
     ev->len = *out_len;
     if (!emit(r))
         return 0;
     r->st.term_bytes_read += *out_len;
     *out_len = 0;
+    *one = NULL;
     return 1;
 }
 
@@ -239,9 +268,11 @@ static int term_drain(ipc_reader *r, uint32_t ri, uint64_t limit)
             return 0;
         r->work--;
         uint64_t cpos = g->cursor;
-        if (limit - cpos > cap) { /* lapped: the oldest bytes are gone (data_pos tells how many) */
-            uint64_t to = limit - cap;
-            g->cursor = (to + IPC_TERM_CHUNK - 1) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
+        if (limit - cpos > cap) {
+            /* Lapped: resume at the oldest whole chunk still in the ring (a producer that has
+             * stopped leaves all of it readable).  If the producer is still overwriting it, the
+             * copy comes back torn and we jump close to the producer instead (below). */
+            g->cursor = ((limit - cap) + IPC_TERM_CHUNK - 1) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
             continue;
         }
         uint64_t chunk_end = (cpos & ~(uint64_t)(IPC_TERM_CHUNK - 1)) + IPC_TERM_CHUNK;
@@ -260,7 +291,13 @@ static int term_drain(ipc_reader *r, uint32_t ri, uint64_t limit)
         if (intent < t)
             intent = t;
         if (intent - cpos > cap) {
-            uint64_t safe = ((intent - cap) + IPC_TERM_CHUNK - 1) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
+            /* Overwritten while we copied: the producer outruns us.  Resume an eighth of a ring
+             * behind its intent, not at the oldest surviving byte (the next one it overwrites:
+             * under a sustained overrun every copy from there came back torn and the reader
+             * delivered almost nothing).  Resuming d bytes behind, the producer laps us again
+             * only after (cap - d) / (v_producer - v_reader); the skipped bytes are counted
+             * exactly through data_pos, and the newest bytes are the ones a viewer wants. */
+            uint64_t safe = (intent - cap / 8) & ~(uint64_t)(IPC_TERM_CHUNK - 1);
             g->cursor = safe > chunk_end ? safe : chunk_end;
             continue;
         }
@@ -269,6 +306,7 @@ static int term_drain(ipc_reader *r, uint32_t ri, uint64_t limit)
         size_t off = 0;
         uint32_t out_len = 0;
         uint64_t out_ts = 0;
+        const uint8_t *one = NULL; /* the pending bytes are this one record's data in r->chunk */
         uint64_t consumed = cpos;           /* everything before it has been delivered */
         uint64_t next_at_consumed = g->next_data;
         int stop = 0, bad = 0;
@@ -292,7 +330,7 @@ static int term_drain(ipc_reader *r, uint32_t ri, uint64_t limit)
                 break;
             }
             if (h.owner != g->owner) {
-                if (!term_flush(r, g, &out_len, out_ts)) {
+                if (!term_flush(r, g, &out_len, out_ts, &one)) {
                     stop = 1;
                     break;
                 }
@@ -326,7 +364,7 @@ static int term_drain(ipc_reader *r, uint32_t ri, uint64_t limit)
                 continue;
             }
             if (h.data_pos > g->next_data || out_len + h.data_len > IPC_TERM_CHUNK_MAX) {
-                if (!term_flush(r, g, &out_len, out_ts)) {
+                if (!term_flush(r, g, &out_len, out_ts, &one)) {
                     stop = 1;
                     break;
                 }
@@ -346,14 +384,22 @@ static int term_drain(ipc_reader *r, uint32_t ri, uint64_t limit)
                 r->st.term_bytes_lost += ev->lost;
                 g->next_data = next_at_consumed = h.data_pos;
             }
-            if (out_len == 0)
+            const uint8_t *src = r->chunk + off + IPC_TERM_HDR;
+            if (out_len == 0) {
                 out_ts = h.ts_ns;
-            memcpy(r->out + out_len, r->chunk + off + IPC_TERM_HDR, h.data_len);
+                one = src; /* not copied unless a second record joins it */
+            } else {
+                if (one != NULL) {
+                    memcpy(r->out, one, out_len);
+                    one = NULL;
+                }
+                memcpy(r->out + out_len, src, h.data_len);
+            }
             out_len += h.data_len;
             g->next_data = h.data_pos + h.data_len;
             off += h.len;
         }
-        if (!stop && !term_flush(r, g, &out_len, out_ts))
+        if (!stop && !term_flush(r, g, &out_len, out_ts, &one))
             stop = 1;
         if (stop) {
             g->cursor = consumed;
@@ -391,7 +437,7 @@ static int end_process(ipc_reader *r)
         if (x->term_written[s] > delivered) {
             ipc_event *ev = ev_new(r, IPC_EV_TERM_GAP);
             ev->stream = (uint8_t)(s + 1);
-            memcpy(ev->task_id, x->task_id, x->task_len);
+            ev_task(ev, x->task_id, x->task_len);
             ev->lost = x->term_written[s] - delivered;
             ev->ts_ns = x->ts_ns;
             if (!emit(r))
@@ -406,7 +452,7 @@ static int end_process(ipc_reader *r)
     ev->ts_ns = x->ts_ns;
     ev->status = x->status;
     ev->exit_code = x->exit_code;
-    memcpy(ev->task_id, x->task_id, x->task_len);
+    ev_task(ev, x->task_id, x->task_len);
     if (!emit(r))
         return 0;
     r->end_active = 0;
@@ -426,7 +472,8 @@ static int rec_handle(ipc_reader *r, uint64_t h)
     if (ok) {
         uint32_t check = x->check;
         x->check = 0;
-        ok = ipc_hash(x, ipc_log_rec_used(x->detail_len)) == check;
+        size_t used = ipc_log_rec_used(x->detail_len);
+        ok = (r->hash4 ? ipc_hash4(x, used) : ipc_hash(x, used)) == check;
     }
     int task_ok = x->task_len <= IPC_ID_MAX && ipc_id_valid(x->task_id, x->task_len);
     if (ok) {
@@ -472,7 +519,7 @@ static int rec_handle(ipc_reader *r, uint64_t h)
             return 1; /* already delivered by a reconciliation */
         ev = ev_new(r, IPC_EV_TASK_START);
         ev->ts_ns = x->ts_ns;
-        memcpy(ev->task_id, x->task_id, x->task_len);
+        ev_task(ev, x->task_id, x->task_len);
         utf8_sanitize(ev->detail, x->detail, x->detail_len, IPC_TEXT_MAX);
         emit(r);
         k->known_gen = x->task_gen;
@@ -511,16 +558,27 @@ static int log_drain(ipc_reader *r)
         /* acquire: pairs with the producer's release CAS to DONE(h). */
         uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
         if (s == IPC_SEQ(h, IPC_SLOT_DONE)) {
-            ipc_shm_read(&r->rec, &sl->rec, sizeof r->rec);
+            /* Copy the fixed part, then only the detail bytes it declares (bounded): the check
+             * covers ipc_log_rec_used() bytes, nothing after them is read. */
+            ipc_shm_read(&r->rec, &sl->rec, offsetof(ipc_log_rec, detail));
+            uint16_t dl = r->rec.detail_len;
+            if (dl <= IPC_TEXT_MAX)
+                ipc_shm_read(r->rec.detail, sl->rec.detail,
+                             ipc_log_rec_used(dl) - offsetof(ipc_log_rec, detail));
             atomic_thread_fence(memory_order_acquire);
             uint64_t s2 = atomic_load_explicit(&sl->seq, memory_order_relaxed);
-            uint64_t expect = IPC_SEQ(h, IPC_SLOT_DONE);
-            /* release: our copy of the record happens before the next lap's producer writes. */
-            atomic_compare_exchange_strong_explicit(&sl->seq, &expect, IPC_SEQ(h + n, IPC_SLOT_FREE),
-                                                    memory_order_release, memory_order_relaxed);
+            /* release: our copy of the record happens before the next lap's producer writes.
+             * A plain store, not a CAS: no honest party changes a DONE(h) word but us (the
+             * producer's CASes expect FREE or SKIPPED of their own ticket), and what a hostile
+             * agent writes here only affects its own ring. */
+            atomic_store_explicit(&sl->seq, IPC_SEQ(h + n, IPC_SLOT_FREE), memory_order_release);
             r->head = h + 1;
             r->stuck_since = 0;
-            atomic_store_explicit(&r->cons->log_head, r->head, memory_order_relaxed);
+            /* the next record's lines, while this one is validated and delivered */
+            const ipc_log_slot *nx = slot_at(r, h + 1);
+            ipc_prefetch_r(nx);
+            ipc_prefetch_r((const char *)nx + 64);
+            ipc_prefetch_r((const char *)nx + 128);
             if (s2 != s) {
                 r->st.corrupt++;
                 r->st.records_lost++;
@@ -532,7 +590,15 @@ static int log_drain(ipc_reader *r)
                 return k;
             continue;
         }
+        /* Caught up as far as the last tail load knows: the producer's tail line is not read on
+         * every idle poll (each read costs the next claim a cache-line transfer).  It is read on
+         * every 8th idle poll, to find claims that are not committed (skipped skip_ns after they
+         * are first seen), and at once when the agent is dead. */
+        if (s == IPC_SEQ(h, IPC_SLOT_FREE) && !r->dead && (int64_t)(r->tail_seen - h) <= 0 &&
+            (++r->idle_polls & 7u) != 0)
+            return 1;
         uint64_t tail = atomic_load_explicit(&r->prod->log_tail, memory_order_acquire);
+        r->tail_seen = tail;
         if (h >= n && s == IPC_SEQ(h - n, IPC_SLOT_SKIPPED)) {
             /* Skipped on the previous lap and never handed on: its producer is gone. */
             uint64_t now = ipc_now_mono_ns();
@@ -758,6 +824,15 @@ int ipc_reader_poll(ipc_reader *r, unsigned max_events, ipc_event_cb cb, void *u
         return IPC_ECORRUPT;
     }
     ipc_guard_active = 1;
+    /* A file rewritten in place (same inode, another ring's bytes) is refused: 16 bytes. */
+    uint8_t nonce[16];
+    ipc_shm_read(nonce, ((const ipc_header *)(const void *)r->base)->nonce, sizeof nonce);
+    if (memcmp(nonce, r->nonce, sizeof nonce) != 0) {
+        ipc_guard_leave();
+        r->quarantined = 1;
+        r->st.corrupt++;
+        return IPC_ECORRUPT;
+    }
     /* Terminal tails first: bytes below them were written after every log record committed so
      * far that they depend on (task start), so draining the log next keeps start before bytes. */
     for (uint32_t i = 0; i < r->nrings; i++)
@@ -772,10 +847,15 @@ int ipc_reader_poll(ipc_reader *r, unsigned max_events, ipc_event_cb cb, void *u
         for (uint32_t i = 0; i < r->nrings && rc >= 0; i++)
             rc = term_drain(r, i, r->rings[i].limit);
     }
-    uint64_t tail = atomic_load_explicit(&r->prod->log_tail, memory_order_relaxed);
+    if ((++r->polls & 15u) == 0 || rc < 0) { /* metrics: every 16th poll (see log_drain) */
+        r->tail_seen = atomic_load_explicit(&r->prod->log_tail, memory_order_relaxed);
+        atomic_store_explicit(&r->cons->log_head, r->head, memory_order_relaxed); /* diagnostic */
+        uint64_t fill = r->tail_seen - r->head;
+        r->st.log_fill_pct = (int64_t)fill < 0      ? 0u
+                             : fill > r->nslots ? 100u
+                                                : (uint32_t)(fill * 100u / r->nslots);
+    }
     ipc_guard_leave();
-    uint64_t fill = tail - r->head;
-    r->st.log_fill_pct = fill > r->nslots ? 100u : (uint32_t)(fill * 100u / r->nslots);
     if (rc < 0) {
         r->quarantined = 1;
         r->st.corrupt++;
@@ -988,6 +1068,7 @@ static void head_recover(ipc_reader *r)
             break;
     }
     r->head = h;
+    r->tail_seen = t;
 }
 
 int ipc_reader_open(const char *path, ipc_reader **out)
@@ -1019,7 +1100,7 @@ int ipc_reader_open(const char *path, ipc_reader **out)
     if (memcmp(h.magic, IPC_MAGIC, 8) != 0)
         goto fail;
     rc = IPC_EVERSION;
-    if (h.major != IPC_LAYOUT_MAJOR || h.required_features != 0)
+    if (h.major != IPC_LAYOUT_MAJOR || (h.required_features & ~IPC_FEAT_KNOWN) != 0)
         goto fail;
     uint32_t state = atomic_load_explicit(&h.state, memory_order_relaxed);
     rc = IPC_ENOTREADY;
@@ -1031,6 +1112,8 @@ int ipc_reader_open(const char *path, ipc_reader **out)
     if (!hdr_id(r->id.agent_id, h.agent_id, 0) || !hdr_id(r->id.project_id, h.project_id, 0) ||
         !hdr_id(r->id.owner, h.owner, 1))
         goto fail;
+    memcpy(r->nonce, h.nonce, sizeof r->nonce);
+    r->hash4 = (h.required_features & IPC_FEAT_HASH4) != 0;
     r->id.pid = h.pid;
     r->id.start_ns = h.start_ns;
     r->size = (size_t)st.st_size;
@@ -1047,7 +1130,7 @@ int ipc_reader_open(const char *path, ipc_reader **out)
     if (r->rings == NULL || r->tasks == NULL)
         goto fail;
 
-    ipc_guard_install();
+    ipc_guard_ensure();
     if (sigsetjmp(ipc_guard_jb, 0) != 0) {
         rc = IPC_ECORRUPT;
         goto fail;

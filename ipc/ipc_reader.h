@@ -96,7 +96,9 @@ typedef struct ipc_reader ipc_reader;
 /* Opens and maps the ring file at path (O_NOFOLLOW, regular file, size checked), validates the
  * header and copies its geometry privately.  On success stores a reader the caller frees with
  * ipc_reader_free() and returns IPC_OK.  IPC_ENOTREADY means the SDK has not finished initialising
- * it (try again later); IPC_EMAGIC, IPC_EVERSION, IPC_EGEOMETRY reject the file for good. */
+ * it (try again later); IPC_EMAGIC, IPC_EVERSION, IPC_EGEOMETRY reject the file for good.
+ * Installs the process-wide SIGBUS guard handler, again if something replaced it since the last
+ * open (it chains to the replaced handler for faults outside ring reads). */
 int ipc_reader_open(const char *path, ipc_reader **out);
 
 /* Borrowed; valid until ipc_reader_free(). */

@@ -67,6 +67,26 @@ void ipc_guard_install(void)
     pthread_once(&guard_once, guard_setup);
 }
 
+static pthread_mutex_t guard_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void ipc_guard_ensure(void)
+{
+    pthread_once(&guard_once, guard_setup);
+    pthread_mutex_lock(&guard_mu);
+    struct sigaction cur;
+    if (sigaction(SIGBUS, NULL, &cur) == 0 &&
+        (!(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != guard_handler)) {
+        /* Someone replaced our handler since: chain to theirs, install ours again. */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = guard_handler;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, &guard_prev);
+    }
+    pthread_mutex_unlock(&guard_mu);
+}
+
 /* ---- copies, hash, latch ---------------------------------------------------------------------- */
 
 void ipc_shm_read(void *dst, const void *shm_src, size_t n)
@@ -104,6 +124,47 @@ uint32_t ipc_hash(const void *p, size_t n)
         h *= UINT64_C(0xff51afd7ed558ccd);
         h ^= h >> 32;
     }
+    h ^= h >> 29;
+    h *= UINT64_C(0xc4ceb9fe1a85ec53);
+    h ^= h >> 32;
+    return (uint32_t)h;
+}
+
+static inline uint64_t rotl64(uint64_t x, unsigned r)
+{
+    return (x << r) | (x >> (64u - r));
+}
+
+uint32_t ipc_hash4(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    const uint64_t m = UINT64_C(0xff51afd7ed558ccd);
+    uint64_t h0 = UINT64_C(0x9e3779b97f4a7c15) ^ n, h1 = UINT64_C(0xc2b2ae3d27d4eb4f);
+    uint64_t h2 = UINT64_C(0x165667b19e3779f9), h3 = UINT64_C(0x27d4eb2f165667c5);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t w0, w1, w2, w3; /* four 8-byte loads (one 32-byte copy goes through the stack) */
+        memcpy(&w0, b + i, 8);
+        memcpy(&w1, b + i + 8, 8);
+        memcpy(&w2, b + i + 16, 8);
+        memcpy(&w3, b + i + 24, 8);
+        /* (h ^ w) * m with m odd is a bijection of h for a given w, so any one changed word
+         * changes its lane's final state; the high bits are folded down once at the end. */
+        h0 = (h0 ^ w0) * m;
+        h1 = (h1 ^ w1) * m;
+        h2 = (h2 ^ w2) * m;
+        h3 = (h3 ^ w3) * m;
+    }
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h1 = (h1 ^ w) * m;
+    }
+    h0 ^= h0 >> 32;
+    h1 ^= h1 >> 32;
+    h2 ^= h2 >> 32;
+    h3 ^= h3 >> 32;
+    uint64_t h = h0 ^ rotl64(h1, 17) ^ rotl64(h2, 31) ^ rotl64(h3, 47);
     h ^= h >> 29;
     h *= UINT64_C(0xc4ceb9fe1a85ec53);
     h ^= h >> 32;

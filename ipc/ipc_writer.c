@@ -122,10 +122,17 @@ static ipc_doorbell_shm *wr_doorbell_find(ipc_writer *w)
     return db;
 }
 
-/* Called after a commit.  Dekker with the reader's arm: our commit store, a full fence, then the
- * load of sleeping; the reader stores sleeping, a full fence, then re-checks the rings.  At least
- * one side sees the other's store.  The exchange makes one producer the waker per sleep. */
-static void wr_notify(ipc_writer *w)
+/* Called after a commit.  Dekker with the reader's arm: our commit, then the load of sleeping,
+ * with nothing between them reordered; the reader stores sleeping, a full fence, then re-checks
+ * the rings.  At least one side sees the other's store.  The exchange makes one producer the
+ * waker per sleep.
+ * sc_commit: the commit was a seq_cst read-modify-write (the log's DONE CAS, the drop and
+ * progress counters).  Then a seq_cst load of sleeping needs no fence (C11 7.17.3p9/p10: either the
+ * reader's fence precedes our load in the total order S, and the load sees sleeping = 1, or our
+ * commit precedes the fence, and the reader's re-check sees the commit); on x86-64 the RMW is
+ * a locked instruction and the load a plain mov, so the mfence is saved.  Otherwise (terminal
+ * tail: a release store) a seq_cst fence orders the commit before the load. */
+static void wr_notify(ipc_writer *w, int sc_commit)
 {
     ipc_doorbell_shm *db = atomic_load_explicit(&w->db, memory_order_acquire);
     if (db == NULL) {
@@ -133,8 +140,9 @@ static void wr_notify(ipc_writer *w)
         if (db == NULL)
             return;
     }
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&db->sleeping, memory_order_relaxed) == 0)
+    if (!sc_commit)
+        atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&db->sleeping, memory_order_seq_cst) == 0)
         return;
     if (atomic_exchange_explicit(&db->sleeping, 0, memory_order_acq_rel) == 0)
         return;
@@ -169,25 +177,34 @@ static int log_append(ipc_writer *w, ipc_log_rec *rec)
             break;
         /* Someone claimed t already; reload the tail. */
     }
-    atomic_fetch_add_explicit(&w->prod->events_dropped, 1, memory_order_release);
+    /* seq_cst: also the commit wr_notify orders before its load of sleeping. */
+    atomic_fetch_add_explicit(&w->prod->events_dropped, 1, memory_order_seq_cst);
     return IPC_EFULL;
 
 claimed:;
+    /* The next claim's slot is the one cold line of a publish (its seq word was last written by
+     * the reader a lap ago): ask for it now, with write intent, so the next publish does not
+     * stall on the miss. */
+    ipc_prefetch_w(&w->log[(t + 1) & mask]);
+    ipc_prefetch_w((const char *)&w->log[(t + 1) & mask] + 64);
+    ipc_prefetch_w((const char *)&w->log[(t + 1) & mask] + 128);
+    /* The slot stays FREE(t) while we copy (the reader treats FREE(t) below the tail like BUSY(t):
+     * claimed, not committed).  No FREE->BUSY CAS: a reader that skips the slot meanwhile makes
+     * our commit CAS fail, and we hand the slot on only after our copy, so the next lap's
+     * producer never writes concurrently with us. */
     size_t used = ipc_log_rec_used(rec->detail_len);
     rec->ticket = t;
     rec->check = 0;
-    rec->check = ipc_hash(rec, used);
-    uint64_t expect = IPC_SEQ(t, IPC_SLOT_FREE);
-    if (!atomic_compare_exchange_strong_explicit(&sl->seq, &expect, IPC_SEQ(t, IPC_SLOT_BUSY),
-                                                 memory_order_relaxed, memory_order_relaxed))
-        goto skipped; /* the reader gave up on our claimed-but-unmarked slot */
+    rec->check = ipc_hash4(rec, used); /* the ring has IPC_FEAT_HASH4 */
     ipc_shm_write(&sl->rec, rec, used);
-    expect = IPC_SEQ(t, IPC_SLOT_BUSY);
-    /* release: pairs with the reader's acquire load of DONE(t): the record bytes are visible. */
+    uint64_t expect = IPC_SEQ(t, IPC_SLOT_FREE);
+    /* release (seq_cst includes it): pairs with the reader's acquire load of DONE(t): the record
+     * bytes are visible.  seq_cst: the commit wr_notify orders before its load of sleeping. */
     if (!atomic_compare_exchange_strong_explicit(&sl->seq, &expect, IPC_SEQ(t, IPC_SLOT_DONE),
-                                                 memory_order_release, memory_order_relaxed))
+                                                 memory_order_seq_cst, memory_order_relaxed))
         goto skipped;
-    atomic_fetch_add_explicit(&w->prod->events_published, 1, memory_order_relaxed);
+    /* events_published is not counted per record (a locked add on the line the reader polls):
+     * ipc_writer_get_stats() derives it as log_tail - log_skipped. */
     return IPC_OK;
 
 skipped:
@@ -195,13 +212,16 @@ skipped:
     expect = IPC_SEQ(t, IPC_SLOT_SKIPPED);
     atomic_compare_exchange_strong_explicit(&sl->seq, &expect, IPC_SEQ(t + n, IPC_SLOT_FREE),
                                             memory_order_release, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->prod->log_skipped, 1, memory_order_relaxed);
+    /* seq_cst like every other IPC_EFULL return, so wr_notify's fence-free path holds for any
+     * return of log_append (nothing here is a commit the reader waits for, but it stays uniform) */
+    atomic_fetch_add_explicit(&w->prod->log_skipped, 1, memory_order_seq_cst);
     return IPC_EFULL;
 }
 
 static void rec_init(ipc_log_rec *rec, uint8_t type)
 {
-    memset(rec, 0, offsetof(ipc_log_rec, detail));
+    static const ipc_log_rec zero; /* copying zeros compiles to vector stores, memset to rep stos */
+    memcpy(rec, &zero, offsetof(ipc_log_rec, detail));
     rec->type = type;
     rec->term_ring[0] = rec->term_ring[1] = IPC_NO_RING;
     rec->ts_ns = ipc_now_realtime_ns();
@@ -212,13 +232,15 @@ static void rec_set_detail(ipc_log_rec *rec, const char *s, size_t len)
     if (len > 255)
         len = 255;
     rec->detail_len = (uint16_t)len;
+    /* zero the bytes up to the next 8-byte boundary (they are hashed): one word store before the
+     * copy, not a variable-length memset (which compiles to rep stos) */
+    size_t end = (len + 7u) & ~(size_t)7u; /* <= 256 == sizeof rec->detail */
+    if (end > len) {
+        const uint64_t zero = 0;
+        memcpy(rec->detail + end - 8u, &zero, 8);
+    }
     if (len)
         memcpy(rec->detail, s, len);
-    /* zero the bytes up to the next 8-byte boundary: they are hashed */
-    size_t end = (len + 7u) & ~(size_t)7u;
-    if (end > sizeof rec->detail)
-        end = sizeof rec->detail;
-    memset(rec->detail + len, 0, end - len);
 }
 
 static void rec_set_task(ipc_log_rec *rec, const char *task, size_t len)
@@ -239,21 +261,25 @@ int ipc_writer_status(ipc_writer *w, uint8_t status, const char *detail, size_t 
     rec.status = status;
     rec_set_detail(&rec, detail, detail_len);
 
+    /* The snapshot's used bytes only (the reader reads detail_len bytes of detail; the bytes
+     * after them are never used): 24 + detail rounded to 8, not 288. */
     ipc_status_copy snap;
     memset(&snap, 0, offsetof(ipc_status_copy, detail));
     snap.status = status;
     snap.ts_ns = rec.ts_ns;
     snap.detail_len = rec.detail_len;
-    memcpy(snap.detail, rec.detail, sizeof snap.detail);
-    memset(snap.pad, 0, sizeof snap.pad);
+    size_t dl8 = ((size_t)rec.detail_len + 7u) & ~(size_t)7u;
+    if (dl8 > sizeof snap.detail)
+        dl8 = sizeof snap.detail;
+    memcpy(snap.detail, rec.detail, dl8); /* rec_set_detail zero-padded it to 8 */
 
     pthread_mutex_lock(&w->status_mu);
     rec.status_seq = snap.status_seq = ++w->status_seq;
     ipc_latch_write(&w->status->latch, &w->status->copy[0], &w->status->copy[1], &snap,
-                    sizeof snap);
+                    offsetof(ipc_status_copy, detail) + dl8);
     int rc = log_append(w, &rec);
     pthread_mutex_unlock(&w->status_mu);
-    wr_notify(w);
+    wr_notify(w, rc == IPC_OK || rc == IPC_EFULL);
     return rc;
 }
 
@@ -319,7 +345,7 @@ int ipc_writer_task_start(ipc_writer *w, const char *task, size_t task_len, cons
     rec.task_gen = (uint32_t)gen;
     int rc = log_append(w, &rec);
     pthread_mutex_unlock(&w->tasks_mu);
-    wr_notify(w);
+    wr_notify(w, 1);
     return rc;
 }
 
@@ -347,9 +373,10 @@ int ipc_writer_progress(ipc_writer *w, const char *task, size_t task_len, uint32
         memcpy(c->msg, msg, msg_len);
     task_publish(w, (uint32_t)i);
     pthread_mutex_unlock(&w->tasks_mu);
-    /* release: the reader's acquire load of the counter orders its slot reads after ours. */
-    atomic_fetch_add_explicit(&w->prod->progress_updates, 1, memory_order_release);
-    wr_notify(w);
+    /* release: the reader's acquire load of the counter orders its slot reads after ours;
+     * seq_cst: the commit wr_notify orders before its load of sleeping. */
+    atomic_fetch_add_explicit(&w->prod->progress_updates, 1, memory_order_seq_cst);
+    wr_notify(w, 1);
     return IPC_OK;
 }
 
@@ -462,7 +489,7 @@ int ipc_writer_write(ipc_writer *w, const char *task, size_t task_len, uint8_t s
     term_put(w, r, stream, buf, len, ts);
     pthread_mutex_unlock(&w->rings[r].mu);
     atomic_fetch_add_explicit(&w->prod->term_bytes_written, len, memory_order_relaxed);
-    wr_notify(w);
+    wr_notify(w, 0);
     return IPC_OK;
 }
 
@@ -511,16 +538,17 @@ int ipc_writer_task_end(ipc_writer *w, const char *task, size_t task_len, uint8_
     rec.task_gen = (uint32_t)t->cur.gen;
     int rc = log_append(w, &rec);
     pthread_mutex_unlock(&w->tasks_mu);
-    wr_notify(w);
+    wr_notify(w, 1);
     return rc;
 }
 
 void ipc_writer_get_stats(const ipc_writer *w, ipc_writer_stats *out)
 {
     ipc_producer *p = w->prod;
-    out->events_published = atomic_load_explicit(&p->events_published, memory_order_relaxed);
-    out->events_dropped = atomic_load_explicit(&p->events_dropped, memory_order_relaxed) +
-                          atomic_load_explicit(&p->log_skipped, memory_order_relaxed);
+    uint64_t skipped = atomic_load_explicit(&p->log_skipped, memory_order_relaxed);
+    /* every claimed ticket is committed or skipped (claims in flight are momentary) */
+    out->events_published = atomic_load_explicit(&p->log_tail, memory_order_relaxed) - skipped;
+    out->events_dropped = atomic_load_explicit(&p->events_dropped, memory_order_relaxed) + skipped;
     out->progress_updates = atomic_load_explicit(&p->progress_updates, memory_order_relaxed);
     out->term_bytes_written = atomic_load_explicit(&p->term_bytes_written, memory_order_relaxed);
     out->term_bytes_dropped = atomic_load_explicit(&p->term_bytes_dropped, memory_order_relaxed);
@@ -649,6 +677,9 @@ int ipc_writer_open(const ipc_writer_config *cfg, ipc_writer **out)
         errno = err;
         return IPC_ESYS;
     }
+    /* 0660 whatever the umask: the sidecar may run as another uid sharing the group (fsGroup). */
+    if (fchmod(w->fd, 0660) == -1)
+        goto fail_sys;
     /* Pre-allocate: a full volume fails here, never as SIGBUS on a later store. */
     int frc = fallocate(w->fd, 0, 0, (off_t)w->size);
     if (frc == -1 && (errno == EOPNOTSUPP || errno == ENOSYS))
@@ -667,6 +698,7 @@ int ipc_writer_open(const ipc_writer_config *cfg, ipc_writer **out)
     h->file_size = w->size;
     h->page_size = IPC_PAGE;
     h->region_count = 7;
+    h->required_features = IPC_FEAT_HASH4;
     memcpy(h->nonce, nonce, 16);
     h->pid = (int32_t)getpid();
     h->sdk_version = (0u << 16) | (1u << 8) | 0u;
@@ -726,7 +758,7 @@ void ipc_writer_close(ipc_writer *w)
     /* release: a reader that sees the lock gone and then CLOSED sees every record before it. */
     atomic_store_explicit(&w->hdr->state, IPC_STATE_CLOSED, memory_order_release);
     atomic_store_explicit(&w->db_next_check, 0, memory_order_relaxed);
-    wr_notify(w);
+    wr_notify(w, 0);
     ipc_doorbell_shm *db = atomic_load_explicit(&w->db, memory_order_acquire);
     ipc_unmap(db, IPC_PAGE);
     ipc_unmap(w->base, w->size);

@@ -268,8 +268,9 @@ int main(int argc, char **argv)
                  cons[i].term_pos, prod[i].term_written);
         if (!cons[i].ended)
             FAIL("task %d: no end\n", i);
-        if (cons[i].last_progress == 0 && per_thread > 16)
-            FAIL("task %d: no progress\n", i);
+        /* No "some progress arrived" check: progress is latest-value only and is not delivered
+         * for a task that ended before the reader's next scan, which a starved reader thread (a
+         * loaded machine) legitimately never gets to.  Delivered values are checked above. */
     }
     ipc_reader_stats st;
     ipc_reader_get_stats(r, &st);

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "../ipc/ipc_test_util.h"
@@ -50,6 +51,22 @@ static void open_reader(fx *f)
     char path[PATH_MAX];
     assert_true(tu_find_ring(f->dir, 0, path));
     assert_int_equal(ipc_reader_open(path, &f->r), IPC_OK);
+}
+
+/* rs_open creates the ring 0660 whatever the umask: agent and sidecar may be different uids
+ * sharing a group (Kubernetes fsGroup). */
+static void test_ring_mode(void **state)
+{
+    fx *f = *state;
+    mode_t old = umask(077);
+    int rc = rs_open(&f->o, &f->a);
+    umask(old);
+    assert_int_equal(rc, RS_OK);
+    char path[PATH_MAX];
+    assert_true(tu_find_ring(f->dir, 0, path));
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0660);
 }
 
 static void test_strings(void **state)
@@ -383,6 +400,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strings),
+        cmocka_unit_test_setup_teardown(test_ring_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_all_kinds, setup, teardown),
