@@ -448,6 +448,35 @@ static int end_process(ipc_reader *r)
         }
         r->end_phase++;
     }
+    if (r->end_phase == 2) {
+        /* The task's last progress, if the progress scan has not delivered it yet: it must come
+         * before the end (the scan skips tasks that are no longer running). */
+        if (x->task_slot < r->ntasks) {
+            ipc_task_slot *s = task_at(r, x->task_slot);
+            struct rd_task *k = &r->tasks[x->task_slot];
+            ipc_task_copy c;
+            if (ipc_latch_read(&s->latch, &s->copy[0], &s->copy[1], &c, sizeof c) == 0 &&
+                c.gen == x->task_gen && c.progress_seq != 0 &&
+                !(c.gen == k->gen && c.progress_seq == k->progress_seq) &&
+                c.task_len <= IPC_ID_MAX && c.msg_len <= IPC_TEXT_MAX) {
+                ipc_event *pev = ev_new(r, IPC_EV_PROGRESS);
+                if (id_copy(pev->task_id, c.task_id, c.task_len)) {
+                    pev->ts_ns = c.ts_ns;
+                    pev->current_step = c.current_step;
+                    pev->total_steps = c.total_steps;
+                    if (pev->total_steps != 0 && pev->current_step > pev->total_steps)
+                        pev->current_step = pev->total_steps;
+                    utf8_sanitize(pev->detail, c.msg, c.msg_len, IPC_TEXT_MAX);
+                    if (!emit(r))
+                        return 0;
+                    r->st.progress_updates++;
+                }
+                k->gen = c.gen;
+                k->progress_seq = c.progress_seq;
+            }
+        }
+        r->end_phase = 3;
+    }
     ipc_event *ev = ev_new(r, IPC_EV_TASK_END);
     ev->ts_ns = x->ts_ns;
     ev->status = x->status;

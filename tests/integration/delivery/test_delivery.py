@@ -451,8 +451,6 @@ class ProgressTest(Base):
                 self.assertEqual(len(rest), 1, rest)
         run_async(run())
 
-    # server bug: the last progress of a task read in the same poll as its end is lost (ipc_reader.c progress_scan after log_drain)
-    @unittest.expectedFailure
     def test_final_progress_before_end_is_delivered(self):
         """Latest values win: the final progress before a task ends reaches the client."""
         async def run():
