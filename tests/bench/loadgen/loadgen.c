@@ -16,7 +16,7 @@
  *
  * The run is bounded: the connect phase by --connect-timeout, the measurement by --duration (from
  * READY), and it ends earlier once every connection has received --expect events or
- * --expect-bytes binary bytes.
+ * --expect-bytes binary bytes, or once the server has closed every connection.
  */
 #include "lg_hist.h"
 
@@ -1074,6 +1074,11 @@ int main(int argc, char **argv)
     deadline = t_ready + (uint64_t)(cfg.duration_s * 1e9);
     bool all_expected = false;
     while (lg_now_ns(CLOCK_MONOTONIC) < deadline) {
+        size_t still_open = 0;
+        for (int t = 0; t < cfg.threads; t++)
+            still_open += atomic_load(&workers[t].open_now);
+        if (still_open == 0)
+            break; /* every connection was closed: nothing more can arrive */
         if (cfg.expect > 0 || cfg.expect_bytes > 0) {
             uint64_t ev = 0, bb = 0;
             for (int t = 0; t < cfg.threads; t++) {

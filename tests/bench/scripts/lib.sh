@@ -143,6 +143,21 @@ server_stop() {
     SERVER_PID=""
 }
 
+# ringside_wait_tasks N: waits (bounded, 15 s) until the sidecar has read N running tasks from the
+# rings (GET /metrics, ringside_tasks_running), so that a terminal viewer attaching next finds its
+# task instead of being closed with 4004 (unknown task). The SDK returns from rs_task_start when the
+# record is in the ring, before the sidecar has read it.
+ringside_wait_tasks() {
+    local want=$1 i n
+    for ((i = 0; i < 300; i++)); do
+        n=$(curl -s --max-time 2 "http://127.0.0.1:$SERVER_PORT/metrics" |
+            awk '$1 == "ringside_tasks_running" {print $2}')
+        [[ -n $n && $n -ge $want ]] && return 0
+        sleep 0.05
+    done
+    die "the sidecar did not see $want running task(s) (saw ${n:-none})"
+}
+
 # URL paths per server: the event stream and a terminal stream, and the HTTP publish URL (nchan).
 events_path() { echo /ws/events; }
 term_path() { echo "/ws/terminal/$1"; }

@@ -4,19 +4,23 @@
 # nchan ~140 MB/s while losing 10–40 %).
 #
 # usage: terminal_throughput.sh [--streams N] [--mbps R] [--seconds S] [--chunk BYTES]
-#                               [--multi] [--server ringside|nchan|both] [--smoke] [--pin]
+#                               [--multi] [--no-end] [--server ringside|nchan|both] [--smoke] [--pin]
 #   --multi = --streams 100 --mbps 1. R is MB/s (10^6 bytes) per stream, paced by the publisher.
+#   --no-end: the publisher leaves its tasks running (no rs_task_end), so the run measures the byte
+#   path alone; by default every task is ended after its last byte, as a real agent does, and the
+#   viewer must still get every byte before the server closes the terminal (1000, task ended).
 # Method: the publisher opens N tasks (Ringside: SDK rs_task_start + rs_write of CHUNK-byte writes;
 # nchan: HTTP POST of CHUNK-byte bodies, default 65536 since one POST per 4 KiB cannot reach the
 # rate), the loadgen connects one client per stream to /ws/terminal/<task>, then the publisher sends
 # R MB/s per stream for S seconds of the pattern byte k = k % 251, which the loadgen verifies byte by
 # byte. Reported: received MB/s (aggregate, first to last binary byte), delivered ratio, pattern
 # errors (lost or corrupted bytes), gap bytes the server declared, and whether it finished on time
-# (within S + 1 s of the start of publishing).
+# (within S + 1 s of the start of publishing). Ringside: the viewers attach once the sidecar has read
+# every task start (ringside_tasks_running on /metrics), not merely once the publisher has written it.
 source "$(dirname "$0")/lib.sh"
 bench_parse_common "$@"
 set -- "${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"}"
-STREAMS=1 MBPS=200 SECS=5 CHUNK=4096 NCHAN_CHUNK=65536
+STREAMS=1 MBPS=200 SECS=5 CHUNK=4096 NCHAN_CHUNK=65536 NO_END=0
 [[ $SMOKE == 1 ]] && MBPS=20 SECS=1
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -25,17 +29,20 @@ while [[ $# -gt 0 ]]; do
         --seconds) SECS=$2; shift 2 ;;
         --chunk) CHUNK=$2; NCHAN_CHUNK=$2; shift 2 ;;
         --multi) STREAMS=100 MBPS=1; shift ;;
+        --no-end) NO_END=1; shift ;;
         *) die "unknown option $1" ;;
     esac
 done
 BPS=$(awk -v m="$MBPS" 'BEGIN {printf "%d", m * 1e6}')
 TOTAL=$(awk -v m="$MBPS" -v s="$SECS" 'BEGIN {printf "%d", m * 1e6 * s}')
-args=(streams="$STREAMS" mb_per_s_per_stream="$MBPS" seconds="$SECS" pinned="$PIN")
+args=(streams="$STREAMS" mb_per_s_per_stream="$MBPS" seconds="$SECS" tasks_ended=$((1 - NO_END))
+      pinned="$PIN")
 declare -A RATE
 for s in $(bench_servers); do
     server_start "$s"
     pubargs=(--mode terminal --agents "$STREAMS" --bytes-per-s "$BPS" --total-bytes "$TOTAL"
              --task "bench-t{i}" --go-on-stdin)
+    [[ $NO_END == 1 ]] && pubargs+=(--no-end)
     if [[ $s == nchan ]]; then
         pubargs+=(--http "$(pub_term_url "bench-t{i}")" --chunk "$NCHAN_CHUNK")
     else
@@ -50,6 +57,7 @@ for s in $(bench_servers); do
     exec {pin}>"$WORK/pub_in_$s" {perr}<"$WORK/pub_err_$s"
     IFS= read -r -t 30 -u "$perr" line || die "publisher did not open"
     [[ $line == OPEN ]] || die "publisher: $line"
+    [[ $s == ringside ]] && ringside_wait_tasks "$STREAMS"
     loadgen_start "term_$s" --url "ws://127.0.0.1:$SERVER_PORT$(term_path "bench-t{i}")" \
         --path-mod "$STREAMS" --conns "$STREAMS" --expect-bytes "$TOTAL" --verify-pattern \
         --duration $((SECS + 10))
