@@ -14,7 +14,9 @@
 # rate), the loadgen connects one client per stream to /ws/terminal/<task>, then the publisher sends
 # R MB/s per stream for S seconds of the pattern byte k = k % 251, which the loadgen verifies byte by
 # byte. Reported: received MB/s (aggregate, first to last binary byte), delivered ratio, pattern
-# errors (lost or corrupted bytes), gap bytes the server declared, and whether it finished on time
+# errors (undeclared loss or corruption: the loadgen's pattern offset skips the bytes a gap message
+# declares), gap bytes the server declared, bytes_exact (every byte delivered, no gap, no pattern
+# error), and whether it finished on time
 # (within S + 1 s of the start of publishing). Ringside: the viewers attach once the sidecar has read
 # every task start (ringside_tasks_running on /metrics), not merely once the publisher has written it.
 source "$(dirname "$0")/lib.sh"
@@ -75,14 +77,17 @@ for s in $(bench_servers); do
     ratio_s=$(awk -v g="$got" -v t="$TOTAL" -v n="$STREAMS" 'BEGIN {printf "%.6f", g / (t * n)}')
     on_time=$(awk -v a="$t0" -v b="$t1" -v s="$SECS" -v ok="$(json "$j" 'int(j["all_expected"])')" \
         'BEGIN {print (ok && b - a <= s + 1) ? "true" : "false"}')
+    perr_n=$(json "$j" 'j["pattern_errors"]')
+    gap_n=$(json "$j" 'j["gap_bytes"]')
+    exact=$([[ $got == $((TOTAL * STREAMS)) && $perr_n == 0 && $gap_n == 0 ]] && echo true || echo false)
     log "$s: $STREAMS stream(s) × $MBPS MB/s × $SECS s: received $got of $((TOTAL * STREAMS)) bytes" \
         "(ratio $ratio_s) at ${RATE[$s]} MB/s, pattern errors $(json "$j" 'j["pattern_errors"]')," \
-        "declared gap bytes $(json "$j" 'j["gap_bytes"]'), on time $on_time," \
+        "declared gap bytes $gap_n, bytes exact $exact, on time $on_time," \
         "publisher $(json "$WORK/pub_$s.json" 'j["mb_per_s"]') MB/s," \
         "loadgen CPU util $(json "$j" 'j["cpu_util"]')"
     args+=("${s}_mb_per_s=${RATE[$s]}" "${s}_delivered_ratio=$ratio_s"
-           "${s}_pattern_errors=$(json "$j" 'j["pattern_errors"]')"
-           "${s}_gap_bytes=$(json "$j" 'j["gap_bytes"]')" "${s}_on_time=$on_time")
+           "${s}_pattern_errors=$perr_n" "${s}_gap_bytes=$gap_n" "${s}_bytes_exact=$exact"
+           "${s}_on_time=$on_time" "${s}_loadgen_cpu_util=$(json "$j" 'j["cpu_util"]')")
 done
 [[ $SERVERS == both ]] && args+=("ringside_vs_nchan=$(ratio "${RATE[ringside]}" "${RATE[nchan]}")")
 [[ $SERVERS != nchan ]] && args+=("ringside_options=${RINGSIDE_LIMIT_ARGS[*]}" "ringside_chunk=$CHUNK")
