@@ -225,13 +225,15 @@ ratio() { $PY -c "import sys; a,b=sys.argv[1],sys.argv[2]; print('null' if b in 
 # fanout_run NAME SUBS AGENTS RATE COUNT: with a server already started, connects SUBS subscribers
 # to the event stream, then publishes COUNT status events per agent from AGENTS agents at RATE
 # events/s each (SDK for Ringside, HTTP POST for nchan), waits for the loadgen (which stops once
-# every subscriber got AGENTS×COUNT events, or COUNT/RATE + 10 s after READY) and sets
+# every subscriber got AGENTS×COUNT events, or COUNT/RATE + 10 s (smoke: 3 s) after READY) and sets
 #   FO_EVENTS FO_RATIO FO_P50 FO_P99 FO_P999 FO_MAX (µs) FO_DPS (deliveries/s) FO_CPU_US (server
 #   CPU µs per delivery) FO_LG_UTIL (loadgen CPU utilisation) FO_PUB_RATE (achieved publish rate).
 fanout_run() {
     local name=$1 subs=$2 agents=$3 rate=$4 count=$5
     local dur
-    dur=$(awk -v c="$count" -v r="$rate" 'BEGIN {printf "%d", c / r + 10}')
+    local slack=10
+    [[ $SMOKE == 1 ]] && slack=3
+    dur=$(awk -v c="$count" -v r="$rate" -v k="$slack" 'BEGIN {printf "%d", c / r + k}')
     local threads=1
     [[ $PIN == 0 && ${BENCH_LG_THREADS:-1} == 2 ]] && threads=2
     loadgen_start "$name" --url "ws://127.0.0.1:$SERVER_PORT$(events_path)" --conns "$subs" \

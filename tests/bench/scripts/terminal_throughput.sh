@@ -22,8 +22,8 @@
 source "$(dirname "$0")/lib.sh"
 bench_parse_common "$@"
 set -- "${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"}"
-STREAMS=1 MBPS=200 SECS=5 CHUNK=4096 NCHAN_CHUNK=65536 NO_END=0
-[[ $SMOKE == 1 ]] && MBPS=20 SECS=1
+STREAMS=1 MBPS=200 SECS=5 CHUNK=4096 NCHAN_CHUNK=65536 NO_END=0 SLACK=10
+[[ $SMOKE == 1 ]] && MBPS=20 SECS=1 SLACK=3
 while [[ $# -gt 0 ]]; do
     case $1 in
         --streams) STREAMS=$2; shift 2 ;;
@@ -62,7 +62,7 @@ for s in $(bench_servers); do
     [[ $s == ringside ]] && ringside_wait_tasks "$STREAMS"
     loadgen_start "term_$s" --url "ws://127.0.0.1:$SERVER_PORT$(term_path "bench-t{i}")" \
         --path-mod "$STREAMS" --conns "$STREAMS" --expect-bytes "$TOTAL" --verify-pattern \
-        --duration $((SECS + 10))
+        --duration $((SECS + SLACK))
     t0=$(date +%s.%N)
     echo go >&"$pin"
     wait "$pub_pid" || { cat <&"$perr" >&2; die "publisher failed"; }
