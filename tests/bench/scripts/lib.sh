@@ -228,6 +228,7 @@ ratio() { $PY -c "import sys; a,b=sys.argv[1],sys.argv[2]; print('null' if b in 
 # every subscriber got AGENTS×COUNT events, or COUNT/RATE + 10 s (smoke: 3 s) after READY) and sets
 #   FO_EVENTS FO_RATIO FO_P50 FO_P99 FO_P999 FO_MAX (µs) FO_DPS (deliveries/s) FO_CPU_US (server
 #   CPU µs per delivery) FO_LG_UTIL (loadgen CPU utilisation) FO_PUB_RATE (achieved publish rate).
+# nchan is fed with --ts-due (latency counted from the scheduled publish time).
 fanout_run() {
     local name=$1 subs=$2 agents=$3 rate=$4 count=$5
     local dur
@@ -242,7 +243,10 @@ fanout_run() {
     c0=$(cpu_s "$SERVER_PID")
     local pubargs=(--agents "$agents" --rate "$rate" --count "$count" --mode status)
     if [[ $SERVER_KIND == nchan ]]; then
-        pubargs+=(--http "$(pub_events_url)")
+        # ts_ns = scheduled time: a POST that nchan answers late delays the next one (one
+        # keep-alive connection), and that wait is part of the event's latency, as it is for an
+        # agent; the SDK never blocks, so Ringside's ts_ns (taken by rs_*) is its due time.
+        pubargs+=(--http "$(pub_events_url)" --ts-due)
     else
         pubargs+=(--shm-dir "$WORK/shm" --agent "$name-a{i}")
     fi
@@ -267,5 +271,6 @@ fanout_run() {
     log "$SERVER_KIND $name: subs $subs, ${agents}x${rate}/s x $count: delivered $FO_EVENTS" \
         "(ratio $FO_RATIO), $FO_DPS deliveries/s, latency p50 $FO_P50 p99 $FO_P99 p99.9 $FO_P999" \
         "max $FO_MAX µs, server CPU $FO_CPU_US µs/delivery, loadgen CPU util $FO_LG_UTIL," \
+        "publisher achieved $FO_PUB_RATE/s," \
         "dropped notices $(json "$j" 'j["dropped_notices"]'), closed $(json "$j" 'j["closed_by_server"]')"
 }
