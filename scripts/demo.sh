@@ -2,46 +2,51 @@
 # The demo: installs what is missing, builds, starts the sidecar in embedded mode (no Redis) with
 # the dashboard, starts example agents, and shows their events live in this terminal.
 #   DEMO_PORT=8765  DEMO_SECONDS=0 (run until Ctrl-C)  DEMO_AGENTS=3
+#   DEMO_BUILD_DIR=build-demo  DEMO_NO_BUILD=1 (use binaries already built there; for the demo's test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${DEMO_PORT:-8765}
 seconds=${DEMO_SECONDS:-0}
 agents=${DEMO_AGENTS:-3}
+build=${DEMO_BUILD_DIR:-build-demo}
+log=${TMPDIR:-/tmp}/ringside-demo.$$.log
 
-bash scripts/install-deps.sh build
-echo "demo: building..."
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGSIDE_TESTS=OFF >build-demo.log 2>&1 ||
-    { cat build-demo.log; exit 1; }
-cmake --build build -j2 >>build-demo.log 2>&1 || { tail -n 50 build-demo.log; exit 1; }
+if [ -z "${DEMO_NO_BUILD:-}" ]; then
+    bash scripts/install-deps.sh build
+    echo "demo: building..."
+    cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGSIDE_TESTS=OFF >"$log" 2>&1 &&
+        cmake --build "$build" -j2 --target ringside_daemon ringside-pub ringside-example-agent \
+            >>"$log" 2>&1 || { tail -n 50 "$log"; exit 1; }
+fi
 
 shm=$(mktemp -d /dev/shm/ringside-demo.XXXXXX)
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$shm"
+    rm -rf "$shm" "$log" "$log.sidecar"
 }
 trap cleanup EXIT INT TERM
 
-build/bin/ringside --no-auth --dashboard --listen "127.0.0.1:$port" --shm-dir "$shm" \
-    --log-level warn 2>build-demo-sidecar.log &
+"$build"/bin/ringside --no-auth --dashboard --listen "127.0.0.1:$port" --shm-dir "$shm" \
+    --log-level warn 2>"$log.sidecar" &
 pids+=($!)
 for _ in $(seq 100); do
     if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then break; fi
     if ! kill -0 "${pids[0]}" 2>/dev/null; then
-        echo "demo: the sidecar did not start:" >&2; cat build-demo-sidecar.log >&2; exit 1
+        echo "demo: the sidecar did not start:" >&2; cat "$log.sidecar" >&2; exit 1
     fi
     sleep 0.1
 done
 
 for i in $(seq "$agents"); do
-    if [ -x build/bin/ringside-example-agent ]; then
-        build/bin/ringside-example-agent --shm-dir "$shm" --agent "demo-agent-$i" \
+    if [ -x "$build"/bin/ringside-example-agent ]; then
+        "$build"/bin/ringside-example-agent --shm-dir "$shm" --agent "demo-agent-$i" \
             --project "demo-$(( (i + 1) % 2 + 1 ))" --loop 1000 >/dev/null 2>&1 &
     else
         (for n in $(seq 1000); do
             for s in working stuck working completed idle; do
-                build/bin/ringside-pub --shm-dir "$shm" --agent "demo-agent-$i" \
+                "$build"/bin/ringside-pub --shm-dir "$shm" --agent "demo-agent-$i" \
                     --project demo status "$s" "cycle $n" || true
                 sleep 1
             done

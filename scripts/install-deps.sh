@@ -11,7 +11,7 @@ BUILD_PKGS="build-essential cmake pkg-config libev-dev libwslay-dev libhiredis-d
 libjwt-dev libjansson-dev libmsgpack-dev zlib1g-dev libssl-dev"
 # The demo's health check and terminal client.
 DEMO_PKGS="curl python3 python3-websockets"
-TEST_PKGS="libcmocka-dev redis-server redis-sentinel clang llvm nginx-light libnginx-mod-nchan
+TEST_PKGS="libcmocka-dev redis-server redis-sentinel clang llvm nginx-light libnginx-mod-nchan python3-msgpack
 chromium nodejs libck-dev procps iproute2 util-linux ca-certificates"
 
 case "$want" in

@@ -28,8 +28,8 @@ def line(m):
     if t in ("task_started", "task_ended"):
         extra = m.get("title", "") if t == "task_started" else "%s exit=%s" % (
             m["outcome"], m["exit_code"])
-        return "%-9s %-14s %-10s %s" % (t.replace("task_", "task "), m["agent_id"],
-                                        m["task_id"], extra)
+        return "%-9s %-14s %-10s %s" % (t.replace("task_", ""), m["agent_id"], m["task_id"],
+                                        extra)
     return json.dumps(m)
 
 

@@ -14,6 +14,7 @@
 #include <wslay/wslay.h>
 
 #include "auth.h"
+#include "encode.h"
 #include "filter.h"
 #include "metrics.h"
 #include "msg.h"
@@ -30,6 +31,18 @@ typedef enum conn_state {
 
 typedef enum conn_endpoint { EP_NONE, EP_EVENTS, EP_TERMINAL } conn_endpoint;
 
+/* What a validated upgrade needs to finish (kept while a cluster-wide admission check runs). */
+typedef struct upgrade {
+    conn_endpoint ep;
+    int resume;           /* last_sequence_id was given (0 is a valid position) */
+    uint64_t resume_seq;
+    char epoch[64];
+    char agent[64];
+    char task[64];
+    char accept[32];
+    char ext[160];
+} upgrade;
+
 typedef struct conn {
     ev_io io;
     ev_timer timer; /* handshake deadline, then heartbeat */
@@ -38,9 +51,14 @@ typedef struct conn {
     conn_state state;
     conn_endpoint endpoint;
     uint64_t id;
+    char cid[33]; /* random id (hex) for the registry and logs */
     char ip[64];
+    upgrade *up;  /* between a validated upgrade request and the 101 */
+    int is_head;  /* the request was HEAD: responses carry no body */
+    int admitting; /* waiting for the cluster-wide admission verdict */
     char user[128]; /* authenticated user ("" with --no-auth) */
     int has_ident;  /* authenticated: ident limits what the connection may see (D2) */
+    int holds_user_slot; /* counted in --user-conns; released when the connection ends */
     auth_identity ident;
     ev_timer expiry_timer; /* token expiry → close 4001 */
 
@@ -69,11 +87,20 @@ typedef struct conn {
     uint64_t behind_since_mono; /* first drop since the queue was last empty, 0 if none */
     unsigned bad_messages;      /* invalid client messages so far (abuse → 1008) */
     int shutdown_pending;       /* drain: send shutdown + close 1001 when the timer fires */
+    uint16_t close_after_flush; /* close with this code once the send queue is empty */
+    close_reason close_after_why;
+    int replaying;              /* cluster resume in progress: live events are held back */
+    uint64_t replay_snap_seq;   /* seq of the snapshot sent before the replay */
+    msg **held;                 /* live events held during the replay, in order */
+    size_t n_held;
+    int held_overflow;          /* too many held: the client gets replay_truncated + snapshot */
     uint64_t term_pos;          /* terminal: next scrollback byte position this client needs */
     int term_behind;            /* terminal: catch up from scrollback when the queue drains */
     int missed_heartbeats;
     int paused;           /* terminal: client asked to pause */
     int is_messagepack;
+    deflate_params pmd;   /* permessage-deflate, when negotiated */
+    inflater *inf;        /* for compressed client messages, allocated on first use */
     filter filt;
     char task_id[64];     /* terminal endpoint */
     struct conn *next, *prev;         /* server's list of all connections */
@@ -84,6 +111,13 @@ typedef struct conn {
     uint64_t opened_mono;
     uint64_t bytes_in, bytes_out, msgs_out;
     close_reason why;
+    int why_set;           /* why/closed_by are decided (first decision wins) */
+    int io_failed;         /* the socket reported EOF or an error (vs a protocol failure) */
+    int send_blocked;      /* the last write was short: reading pauses until it completes */
+    uint64_t frame_bytes;  /* wire bytes of frames whose start wslay reported */
+    int frame_open;        /* a frame started and has not ended */
+    int in_fragment;       /* a fragmented data message is open */
+    uint64_t active_mono;  /* last byte moved, for hibernation */
     uint16_t close_code;
     const char *closed_by; /* "server" or "client" */
     char close_text[96];

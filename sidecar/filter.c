@@ -1,7 +1,10 @@
 #include "filter.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "util.h"
 
 static const struct {
     const char *name;
@@ -24,9 +27,33 @@ int filter_id_valid(const char *s, size_t len)
     return 1;
 }
 
+int filter_list_add(filter_list *l, const char *id, size_t len)
+{
+    if (l->n == FILTER_MAX_IDS || len > FILTER_ID_MAX)
+        return -1;
+    l->ids = xrealloc(l->ids, (l->n + 1) * sizeof *l->ids);
+    memcpy(l->ids[l->n], id, len);
+    l->ids[l->n][len] = '\0';
+    l->n++;
+    return 0;
+}
+
+void filter_list_free(filter_list *l)
+{
+    free(l->ids);
+    l->ids = NULL;
+    l->n = 0;
+}
+
+void filter_free(filter *f)
+{
+    filter_list_free(&f->agents);
+    filter_list_free(&f->projects);
+}
+
 int filter_parse_ids(const char *csv, filter_list *out, const char *what, char *err, size_t errlen)
 {
-    out->n = 0;
+    filter_list_free(out);
     const char *p = csv;
     while (*p != '\0') {
         const char *e = strchr(p, ',');
@@ -40,9 +67,7 @@ int filter_parse_ids(const char *csv, filter_list *out, const char *what, char *
             snprintf(err, errlen, "%s: more than %d ids", what, FILTER_MAX_IDS);
             return -1;
         }
-        memcpy(out->ids[out->n], p, len);
-        out->ids[out->n][len] = '\0';
-        out->n++;
+        filter_list_add(out, p, len);
         if (e == NULL)
             break;
         p = e + 1;
@@ -77,6 +102,10 @@ int filter_parse_types(const char *csv, uint32_t *out, char *err, size_t errlen)
         if (e == NULL)
             break;
         p = e + 1;
+        if (*p == '\0') {
+            snprintf(err, errlen, "event_types: empty type after ','");
+            return -1;
+        }
     }
     *out = mask ? mask : FILTER_EV_ALL;
     return 0;

@@ -1,10 +1,12 @@
 #include "hub.h"
 
+#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
@@ -56,6 +58,8 @@ typedef struct agent {
     char detail[IPC_TEXT_MAX + 1];
     uint64_t status_ts_ns;
     int rings; /* attached rings (processes) of this agent */
+    uint32_t replay_refs; /* replay entries pointing here: the agent is kept while any exist */
+    uint64_t active_mono; /* last event or ring change, for eviction */
     task *tasks;
     struct agent *next;
 } agent;
@@ -71,6 +75,14 @@ typedef struct replay_entry {
 struct hub {
     struct ev_loop *loop;
     const config *cfg;
+    cluster *cl;            /* NULL in embedded mode */
+    int closing;
+    double g_tokens;        /* --global-msg-rate bucket */
+    uint64_t g_tokens_mono;
+    int cluster_up;         /* last hub_cluster_state() */
+    uint64_t cluster_seq;   /* last persisted seq delivered from the cluster stream */
+    uint64_t evicted;       /* agents forgotten by the sweep */
+    char cluster_epoch[64];
     agent *agents;
     conn *event_subs;
     uint64_t seq;
@@ -78,8 +90,13 @@ struct hub {
     replay_entry *replay;
     size_t r_head, r_len, r_cap;
     ev_timer progress_timer;
+    ev_timer sweep_timer;   /* evicts agents gone for longer than the replay window */
     buf scratch;
 };
+
+static void share_agent(hub *h, const agent *a);
+static void replay_event(void *ud, const char *json, size_t len, uint64_t seq);
+static void replay_done(void *ud, int status, uint64_t last_seq, const char *epoch);
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -92,6 +109,7 @@ static agent *find_agent(hub *h, const ipc_identity *id, int create)
     if (!create)
         return NULL;
     agent *a = xcalloc(1, sizeof *a);
+    a->active_mono = util_mono_ns();
     snprintf(a->id, sizeof a->id, "%s", id->agent_id);
     snprintf(a->project, sizeof a->project, "%s", id->project_id);
     snprintf(a->owner, sizeof a->owner, "%s", id->owner);
@@ -190,25 +208,44 @@ static void progress_fields(buf *b, const task *t)
 
 /* ---- fan-out --------------------------------------------------------------------------------- */
 
+#define HELD_MAX 4096 /* live events held per connection while its cluster replay runs */
+
 static void broadcast(hub *h, msg *m, uint32_t type, const agent *a)
 {
     for (conn *c = h->event_subs; c != NULL; c = c->sub_next) {
-        if (filter_match(&c->filt, type, a->id, a->project) && conn_may_see(c, a->project, a->id))
-            conn_send(c, m);
+        if (!filter_match(&c->filt, type, a->id, a->project) || !conn_may_see(c, a->project, a->id))
+            continue;
+        if (c->replaying) {
+            if (c->n_held == HELD_MAX) {
+                c->held_overflow = 1;
+                continue;
+            }
+            if (c->held == NULL)
+                c->held = xcalloc(HELD_MAX, sizeof *c->held);
+            c->held[c->n_held++] = msg_ref(m);
+            continue;
+        }
+        conn_send(c, m);
+    }
+}
+
+/* Drops replay entries older than --replay-window, and beyond `keep` entries. */
+static void replay_expire(hub *h, uint64_t now, size_t keep)
+{
+    uint64_t window = (uint64_t)h->cfg->replay_window * 1000000000ull;
+    while (h->r_len > 0 && (now - h->replay[h->r_head].mono_ns > window || h->r_len > keep)) {
+        replay_entry *e = &h->replay[h->r_head];
+        msg_unref(e->m);
+        e->a->replay_refs--;
+        h->r_head = (h->r_head + 1) % h->r_cap;
+        h->r_len--;
     }
 }
 
 static void replay_push(hub *h, msg *m, uint32_t type, agent *a)
 {
     uint64_t now = util_mono_ns();
-    uint64_t window = (uint64_t)h->cfg->replay_window * 1000000000ull;
-    /* expire by age, then by count */
-    while (h->r_len > 0 && (now - h->replay[h->r_head].mono_ns > window ||
-                            h->r_len >= (size_t)h->cfg->replay_max)) {
-        msg_unref(h->replay[h->r_head].m);
-        h->r_head = (h->r_head + 1) % h->r_cap;
-        h->r_len--;
-    }
+    replay_expire(h, now, (size_t)h->cfg->replay_max - 1);
     if (h->r_len == h->r_cap) {
         size_t ncap = h->r_cap ? h->r_cap * 2 : 256;
         replay_entry *n = xcalloc(ncap, sizeof *n);
@@ -225,25 +262,107 @@ static void replay_push(hub *h, msg *m, uint32_t type, agent *a)
     e->mono_ns = now;
     e->type = type;
     e->a = a;
+    a->replay_refs++;
     h->r_len++;
 }
 
-/* Serialises h->scratch into a message, publishes it to matching subscribers and, for persisted
- * events, the replay buffer.  Consumes h->scratch. */
-static void publish(hub *h, agent *a, uint32_t type, msg_kind kind, int persisted, uint64_t ts_ns,
-                    uint64_t coalesce_key)
+/* Delivers one finished event (JSON text) to matching local subscribers and, in embedded mode,
+ * keeps persisted ones for replay. */
+static void deliver_local(hub *h, agent *a, const char *json, size_t len, uint32_t type,
+                          msg_kind kind, int persisted, uint64_t seq, uint64_t ts_ns,
+                          uint64_t coalesce_key)
 {
-    msg *m = msg_new(h->scratch.data, h->scratch.len, 1, kind, persisted);
+    msg *m = msg_new(json, len, 1, kind, persisted);
     m->ts_ns = ts_ns;
     m->coalesce_key = coalesce_key;
-    if (persisted) {
-        m->seq = h->seq;
+    m->seq = seq;
+    if (persisted && h->cl == NULL)
         replay_push(h, m, type, a);
-    }
     g_metrics.events_in[kind]++;
     broadcast(h, m, type, a);
     msg_unref(m);
-    buf_reset(&h->scratch);
+}
+
+/* Finishes h->scratch (an event object without its closing brace and, if persisted, without
+ * seq/epoch) with this instance's own sequence and delivers it locally.  In cluster mode this is
+ * the fallback while Redis is unavailable: such events are marked stale. */
+static void publish_local(hub *h, agent *a, uint32_t type, msg_kind kind, int persisted,
+                          uint64_t ts_ns, uint64_t coalesce_key)
+{
+    buf *b = &h->scratch;
+    uint64_t seq = 0;
+    if (h->cl != NULL)
+        json_kbool(b, "stale", 1);
+    if (persisted) {
+        seq = ++h->seq;
+        json_ku64(b, "seq", seq);
+        json_kstr(b, "epoch", h->epoch);
+    }
+    buf_puts(b, "}");
+    deliver_local(h, a, b->data, b->len, type, kind, persisted, seq, ts_ns, coalesce_key);
+    buf_reset(b);
+}
+
+typedef struct pending_persist {
+    hub *h;
+    agent *a;
+    uint32_t type;
+    msg_kind kind;
+    uint64_t ts_ns;
+    size_t len;
+    char prefix[];
+} pending_persist;
+
+/* Redis assigned (or failed to assign) the event's sequence.  On success the event reaches every
+ * instance, this one included, through the ws:events subscription, in sequence order; on failure it
+ * is delivered locally with this instance's own sequence, marked stale. */
+static void persist_done(void *ud, int status, const char *json, size_t len, uint64_t seq,
+                         const char *epoch)
+{
+    (void)json;
+    (void)len;
+    (void)seq;
+    (void)epoch;
+    pending_persist *p = ud;
+    hub *h = p->h;
+    if (status != 0 && !h->closing) {
+        buf_reset(&h->scratch);
+        buf_append(&h->scratch, p->prefix, p->len);
+        publish_local(h, p->a, p->type, p->kind, 1, p->ts_ns, 0);
+    }
+    free(p);
+}
+
+/* Publishes h->scratch (see publish_local) and consumes it: through Redis when the cluster is
+ * available, else locally. */
+static void publish(hub *h, agent *a, uint32_t type, msg_kind kind, int persisted, uint64_t ts_ns,
+                    uint64_t coalesce_key)
+{
+    buf *b = &h->scratch;
+    if (h->cl != NULL && cluster_available(h->cl)) {
+        if (persisted) {
+            pending_persist *p = xmalloc(sizeof *p + b->len);
+            p->h = h;
+            p->a = a;
+            p->type = type;
+            p->kind = kind;
+            p->ts_ns = ts_ns;
+            p->len = b->len;
+            memcpy(p->prefix, b->data, b->len);
+            if (cluster_persist(h->cl, a->id, a->project, type, b->data, b->len, persist_done, p) ==
+                0) {
+                buf_reset(b);
+                return;
+            }
+            free(p);
+        } else {
+            buf_puts(b, "}");
+            cluster_publish(h->cl, type, b->data, b->len);
+            buf_reset(b);
+            return;
+        }
+    }
+    publish_local(h, a, type, kind, persisted, ts_ns, coalesce_key);
 }
 
 static void publish_status(hub *h, agent *a, uint8_t status, const char *detail, uint64_t ts_ns)
@@ -256,14 +375,33 @@ static void publish_status(hub *h, agent *a, uint8_t status, const char *detail,
         json_knull(b, "old_status");
     json_kstr(b, "new_status", status_name(status));
     json_kstr(b, "detail", detail);
-    json_ku64(b, "seq", ++h->seq);
-    json_kstr(b, "epoch", h->epoch);
-    buf_puts(b, "}");
     a->has_status = 1;
     a->status = status;
     snprintf(a->detail, sizeof a->detail, "%s", detail);
     a->status_ts_ns = ts_ns;
     publish(h, a, FILTER_EV_STATUS, MSG_STATUS, 1, ts_ns, 0);
+    share_agent(h, a);
+}
+
+/* --global-msg-rate (B9): a token bucket over the progress events the hub accepts per second.
+ * Status and task events are high priority and bypass it; progress over the rate waits in its
+ * task slot (where newer values replace it) and goes out when tokens come back. */
+static int global_admit(hub *h)
+{
+    long rate = h->cfg->global_msg_rate;
+    if (rate <= 0)
+        return 1;
+    uint64_t now = util_mono_ns();
+    h->g_tokens += (double)(now - h->g_tokens_mono) / 1e9 * (double)rate;
+    if (h->g_tokens > (double)rate)
+        h->g_tokens = (double)rate;
+    h->g_tokens_mono = now;
+    if (h->g_tokens < 1.0) {
+        g_metrics.rate_limited++;
+        return 0;
+    }
+    h->g_tokens -= 1.0;
+    return 1;
 }
 
 static void send_progress(hub *h, task *t)
@@ -272,7 +410,6 @@ static void send_progress(hub *h, task *t)
     buf *b = &h->scratch;
     common_fields(b, "progress", a, t->progress_ts_ns);
     progress_fields(b, t);
-    buf_puts(b, "}");
     t->progress_dirty = 0;
     t->progress_sent_mono = util_mono_ns();
     /* The key lets a connection's queue replace an older value of the same task (B8). */
@@ -297,9 +434,6 @@ static void end_task(hub *h, agent *a, task *t, uint8_t outcome, int32_t exit_co
     json_kstr(b, "task_id", t->id);
     json_kstr(b, "outcome", status_name(outcome));
     json_ki64(b, "exit_code", exit_code);
-    json_ku64(b, "seq", ++h->seq);
-    json_kstr(b, "epoch", h->epoch);
-    buf_puts(b, "}");
     publish(h, a, FILTER_EV_TASK_ENDED, MSG_TASK, 1, ts_ns, 0);
     for (conn *c = t->subs, *next; c != NULL; c = next) {
         next = c->sub_next;
@@ -352,12 +486,17 @@ static void terminal_end_for(hub *h, conn *c, task *t)
     conn_close_ws(c, 1000, CLOSE_TASK_ENDED, "task ended");
 }
 
-static void send_gap(conn *c, const char *reason, uint64_t bytes)
+static void send_gap(conn *c, const task *t, const char *reason, uint64_t bytes)
 {
-    char json[128];
-    int n = snprintf(json, sizeof json, "{\"type\":\"gap\",\"reason\":\"%s\",\"bytes\":%llu}", reason,
-                     (unsigned long long)bytes);
-    conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
+    buf b;
+    buf_init(&b);
+    common_fields(&b, "gap", t->agent, util_now_ns());
+    json_kstr(&b, "task_id", t->id);
+    json_kstr(&b, "reason", reason);
+    json_ku64(&b, "bytes", bytes);
+    buf_puts(&b, "}");
+    conn_send_text(c, b.data, b.len, MSG_CONTROL, 1);
+    buf_free(&b);
 }
 
 static void term_bytes(hub *h, task *t, const uint8_t *data, size_t len, uint64_t ts_ns)
@@ -395,7 +534,7 @@ void hub_conn_drained(hub *h, conn *c)
     if (room == 0)
         room = 1;
     if (c->term_pos < t->sb_start) {
-        send_gap(c, "scrollback_overrun", t->sb_start - c->term_pos);
+        send_gap(c, t, "scrollback_overrun", t->sb_start - c->term_pos);
         c->term_pos = t->sb_start;
     }
     while (c->term_pos < t->sb_end && c->q_len < room) {
@@ -434,6 +573,7 @@ void hub_ring_attached(hub *h, const ipc_identity *id)
 void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
 {
     agent *a = find_agent(h, id, 1);
+    a->active_mono = util_mono_ns();
     switch (ev->type) {
     case IPC_EV_STATUS:
         publish_status(h, a, ev->status, ev->detail, ev->ts_ns);
@@ -458,9 +598,6 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
         common_fields(b, "task_started", a, ev->ts_ns);
         json_kstr(b, "task_id", t->id);
         json_kstr(b, "title", t->title);
-        json_ku64(b, "seq", ++h->seq);
-        json_kstr(b, "epoch", h->epoch);
-        buf_puts(b, "}");
         publish(h, a, FILTER_EV_TASK_STARTED, MSG_TASK, 1, ev->ts_ns, 0);
         break;
     }
@@ -483,7 +620,7 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
         snprintf(t->message, sizeof t->message, "%s", ev->detail);
         t->progress_ts_ns = ev->ts_ns;
         uint64_t interval = (uint64_t)h->cfg->progress_interval * 1000000ull;
-        if (util_mono_ns() - t->progress_sent_mono >= interval) {
+        if (util_mono_ns() - t->progress_sent_mono >= interval && global_admit(h)) {
             send_progress(h, t); /* leading edge: the first update is not delayed */
         } else {
             t->progress_dirty = 1; /* trailing edge: the timer sends the latest value */
@@ -503,7 +640,7 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
         task *t = get_task(h, a, ev->task_id, ev->ts_ns);
         t->term_lost += ev->lost;
         for (conn *c = t->subs; c != NULL; c = c->sub_next)
-            send_gap(c, "ring_overrun", ev->lost);
+            send_gap(c, t, "ring_overrun", ev->lost);
         break;
     }
     case IPC_EV_LOST: {
@@ -511,7 +648,6 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
         common_fields(b, "gap", a, ev->ts_ns ? ev->ts_ns : util_now_ns());
         json_kstr(b, "reason", "ring_overrun");
         json_ku64(b, "count", ev->lost);
-        buf_puts(b, "}");
         publish(h, a, FILTER_EV_STATUS, MSG_CONTROL, 0, 0, 0);
         break;
     }
@@ -521,6 +657,7 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
 void hub_ring_detached(hub *h, const ipc_identity *id, int clean)
 {
     agent *a = find_agent(h, id, 1);
+    a->active_mono = util_mono_ns();
     if (a->rings > 0)
         a->rings--;
     if (a->rings > 0 || clean)
@@ -550,7 +687,11 @@ static void progress_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
             if (!t->progress_dirty)
                 continue;
             if (now - t->progress_sent_mono >= interval) {
-                send_progress(h, t);
+                if (global_admit(h)) {
+                    send_progress(h, t);
+                } else {
+                    next = 0.01; /* over --global-msg-rate: the latest value waits, coalescing */
+                }
             } else {
                 double left = (double)(interval - (now - t->progress_sent_mono)) / 1e9;
                 if (next == 0 || left < next)
@@ -575,9 +716,9 @@ static void snapshot(hub *h, conn *c, buf *b)
     json_kstr(b, "type", "snapshot");
     json_kstr(b, "timestamp", ts);
     json_ku64(b, "ts_ns", now);
-    json_kstr(b, "epoch", h->epoch);
-    json_ku64(b, "seq", h->seq);
-    json_kbool(b, "stale", 0);
+    json_kstr(b, "epoch", hub_epoch(h));
+    json_ku64(b, "seq", hub_seq(h));
+    json_kbool(b, "stale", h->cl != NULL && !h->cluster_up);
     json_key(b, "agents");
     buf_puts(b, "[");
     for (agent *a = h->agents; a != NULL; a = a->next) {
@@ -616,7 +757,7 @@ static void snapshot(hub *h, conn *c, buf *b)
     buf_puts(b, "]}");
 }
 
-void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoch)
+void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, const char *epoch)
 {
     c->sub_next = h->event_subs;
     c->sub_prev = NULL;
@@ -626,9 +767,23 @@ void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoc
     c->sub_owner = h;
     buf b;
     buf_init(&b);
+    if (h->cl != NULL) {
+        /* B4: the snapshot first; then, resuming, the retained history up to the snapshot's seq
+         * read from the cluster stream, while live events are held back so none jumps the queue. */
+        snapshot(h, c, &b);
+        conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
+        buf_free(&b);
+        if (resume) {
+            c->replay_snap_seq = hub_seq(h);
+            c->replaying = 1;
+            if (cluster_replay(h->cl, resume_seq, epoch, replay_event, replay_done, c) != 0)
+                replay_done(c, -1, 0, "");
+        }
+        return;
+    }
     int truncated = 0;
     uint64_t oldest = h->r_len ? h->replay[h->r_head].seq : h->seq + 1;
-    if (resume_seq > 0) {
+    if (resume) {
         /* Every event after resume_seq must still be retained, in this epoch. */
         truncated = strcmp(epoch, h->epoch) != 0 || resume_seq + 1 < oldest || resume_seq > h->seq;
         if (truncated) {
@@ -647,7 +802,7 @@ void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoc
     snapshot(h, c, &b);
     conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
     buf_free(&b);
-    if (resume_seq > 0 && !truncated) {
+    if (resume && !truncated) {
         for (size_t i = 0; i < h->r_len; i++) {
             replay_entry *e = &h->replay[(h->r_head + i) % h->r_cap];
             if (e->seq > resume_seq && filter_match(&c->filt, e->type, e->a->id, e->a->project) &&
@@ -699,6 +854,15 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
 
 void hub_unsubscribe(hub *h, conn *c)
 {
+    if (c->replaying && h->cl != NULL) {
+        cluster_replay_cancel(h->cl, c);
+        c->replaying = 0;
+    }
+    for (size_t i = 0; i < c->n_held; i++)
+        msg_unref(c->held[i]);
+    free(c->held);
+    c->held = NULL;
+    c->n_held = 0;
     if (c->sub_owner == NULL)
         return;
     conn **head = c->endpoint == EP_EVENTS ? &h->event_subs : &((task *)c->sub_owner)->subs;
@@ -748,7 +912,262 @@ void hub_send_subscribed(hub *h, conn *c)
 
 const char *hub_epoch(const hub *h)
 {
-    return h->epoch;
+    return h->cl != NULL ? h->cluster_epoch : h->epoch;
+}
+
+uint64_t hub_seq(const hub *h)
+{
+    return h->cl != NULL ? h->cluster_seq : h->seq;
+}
+
+void hub_set_cluster(hub *h, cluster *cl)
+{
+    h->cl = cl;
+}
+
+/* ---- cluster side ------------------------------------------------------------------------------ */
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : "";
+}
+
+static uint64_t jint(json_t *o, const char *k)
+{
+    json_int_t v = json_integer_value(json_object_get(o, k));
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+static int status_parse(const char *name)
+{
+    for (unsigned i = 0; i < ARRAY_LEN(status_names); i++) {
+        if (strcmp(status_names[i], name) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Applies the state change an event from another instance describes. */
+static void apply_remote(hub *h, agent *a, const char *type, json_t *o, uint64_t ts_ns)
+{
+    if (strcmp(type, "agent_status") == 0) {
+        int st = status_parse(jstr(o, "new_status"));
+        if (st >= 0) {
+            a->has_status = 1;
+            a->status = (uint8_t)st;
+            snprintf(a->detail, sizeof a->detail, "%s", jstr(o, "detail"));
+            a->status_ts_ns = ts_ns;
+        }
+        return;
+    }
+    const char *task_id = jstr(o, "task_id");
+    if (!filter_id_valid(task_id, strlen(task_id)))
+        return;
+    task *t = get_task(h, a, task_id, ts_ns);
+    if (strcmp(type, "task_started") == 0) {
+        t->ended = 0;
+        t->started_ns = ts_ns;
+        snprintf(t->title, sizeof t->title, "%s", jstr(o, "title"));
+    } else if (strcmp(type, "task_ended") == 0) {
+        int st = status_parse(jstr(o, "outcome"));
+        t->ended = 1;
+        t->ended_ns = ts_ns;
+        t->outcome = st >= 0 ? (uint8_t)st : 3;
+        t->exit_code = (int32_t)json_integer_value(json_object_get(o, "exit_code"));
+        trim_tasks(a);
+    } else if (strcmp(type, "progress") == 0) {
+        t->has_progress = 1;
+        t->cur = (uint32_t)jint(o, "current_step");
+        t->total = (uint32_t)jint(o, "total_steps");
+        snprintf(t->message, sizeof t->message, "%s", jstr(o, "message"));
+        t->progress_ts_ns = ts_ns;
+    }
+}
+
+void hub_remote_event(hub *h, const char *origin, uint32_t type, const char *json, size_t len)
+{
+    (void)type;
+    json_error_t err;
+    json_t *o = json_loadb(json, len, 0, &err);
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        log_warn("cluster event is not a JSON object: ignored", "\"origin\":\"%s\"", origin);
+        return;
+    }
+    const char *etype = jstr(o, "type");
+    const char *agent_id = jstr(o, "agent_id");
+    const char *project_id = jstr(o, "project_id");
+    if (!filter_id_valid(agent_id, strlen(agent_id)) ||
+        !filter_id_valid(project_id, strlen(project_id))) {
+        json_decref(o);
+        return;
+    }
+    ipc_identity id;
+    memset(&id, 0, sizeof id);
+    snprintf(id.agent_id, sizeof id.agent_id, "%s", agent_id);
+    snprintf(id.project_id, sizeof id.project_id, "%s", project_id);
+    agent *a = find_agent(h, &id, 1);
+    a->active_mono = util_mono_ns();
+    uint64_t ts_ns = jint(o, "ts_ns");
+    if (strcmp(origin, h->cfg->instance_id) != 0)
+        apply_remote(h, a, etype, o, ts_ns);
+    uint32_t ftype;
+    msg_kind kind;
+    int persisted = 0;
+    uint64_t key = 0;
+    if (strcmp(etype, "agent_status") == 0) {
+        ftype = FILTER_EV_STATUS, kind = MSG_STATUS, persisted = 1;
+    } else if (strcmp(etype, "task_started") == 0) {
+        ftype = FILTER_EV_TASK_STARTED, kind = MSG_TASK, persisted = 1;
+    } else if (strcmp(etype, "task_ended") == 0) {
+        ftype = FILTER_EV_TASK_ENDED, kind = MSG_TASK, persisted = 1;
+    } else if (strcmp(etype, "progress") == 0) {
+        ftype = FILTER_EV_PROGRESS, kind = MSG_PROGRESS;
+        task *t = find_task(a, jstr(o, "task_id"));
+        key = t != NULL ? ((uint64_t)(uintptr_t)t | 1u) : 0;
+    } else {
+        ftype = FILTER_EV_STATUS, kind = MSG_CONTROL;
+    }
+    uint64_t seq = persisted ? jint(o, "seq") : 0;
+    if (persisted) {
+        const char *epoch = jstr(o, "epoch");
+        if (seq > h->cluster_seq || strcmp(epoch, h->cluster_epoch) != 0) {
+            h->cluster_seq = seq;
+            snprintf(h->cluster_epoch, sizeof h->cluster_epoch, "%s", epoch);
+        }
+    }
+    deliver_local(h, a, json, len, ftype, kind, persisted, seq, ts_ns, key);
+    json_decref(o);
+}
+
+void hub_remote_agent(hub *h, const char *json, size_t len)
+{
+    json_error_t err;
+    json_t *o = json_loadb(json, len, 0, &err);
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        return;
+    }
+    const char *agent_id = jstr(o, "agent_id");
+    const char *project_id = jstr(o, "project_id");
+    if (filter_id_valid(agent_id, strlen(agent_id)) &&
+        filter_id_valid(project_id, strlen(project_id))) {
+        ipc_identity id;
+        memset(&id, 0, sizeof id);
+        snprintf(id.agent_id, sizeof id.agent_id, "%s", agent_id);
+        snprintf(id.project_id, sizeof id.project_id, "%s", project_id);
+        agent *a = find_agent(h, &id, 1);
+        if (a->rings == 0) { /* a local agent's own state is authoritative here */
+            int st = status_parse(jstr(o, "status"));
+            if (st >= 0) {
+                a->has_status = 1;
+                a->status = (uint8_t)st;
+                a->status_ts_ns = jint(o, "ts_ns");
+            }
+            snprintf(a->detail, sizeof a->detail, "%s", jstr(o, "detail"));
+            snprintf(a->owner, sizeof a->owner, "%s", jstr(o, "owner"));
+        }
+    }
+    json_decref(o);
+}
+
+void hub_cluster_state(hub *h, int available)
+{
+    if (h->cluster_up == available)
+        return;
+    h->cluster_up = available;
+    log_write(available ? LOG_INFO : LOG_WARN,
+              available ? "cluster view complete" : "cluster view incomplete: events are stale",
+              NULL);
+    /* Clients get a fresh snapshot whenever the cluster view changes, marked stale or not. */
+    buf b;
+    buf_init(&b);
+    for (conn *c = h->event_subs; c != NULL; c = c->sub_next) {
+        buf_reset(&b);
+        snapshot(h, c, &b);
+        conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
+    }
+    buf_free(&b);
+}
+
+/* Stores a local agent's state in the cluster for other instances' snapshots. */
+static void share_agent(hub *h, const agent *a)
+{
+    if (h->cl == NULL || a->rings == 0)
+        return;
+    buf b;
+    buf_init(&b);
+    buf_puts(&b, "{");
+    json_kstr(&b, "agent_id", a->id);
+    json_kstr(&b, "project_id", a->project);
+    json_kstr(&b, "owner", a->owner);
+    if (a->has_status)
+        json_kstr(&b, "status", status_name(a->status));
+    else
+        json_knull(&b, "status");
+    json_kstr(&b, "detail", a->detail);
+    json_ku64(&b, "ts_ns", a->status_ts_ns);
+    json_kstr(&b, "instance", h->cfg->instance_id);
+    buf_puts(&b, "}");
+    cluster_put_agent(h->cl, a->id, b.data, b.len);
+    buf_free(&b);
+}
+
+/* ---- cluster resume ---------------------------------------------------------------------------- */
+
+static void replay_event(void *ud, const char *json, size_t len, uint64_t seq)
+{
+    conn *c = ud;
+    if (seq > c->replay_snap_seq)
+        return; /* newer than the snapshot: it comes live (held meanwhile) */
+    json_error_t err;
+    json_t *o = json_loadb(json, len, 0, &err);
+    if (o == NULL)
+        return;
+    const char *etype = jstr(o, "type");
+    uint32_t type = strcmp(etype, "agent_status") == 0   ? FILTER_EV_STATUS
+                    : strcmp(etype, "task_started") == 0 ? FILTER_EV_TASK_STARTED
+                                                         : FILTER_EV_TASK_ENDED;
+    const char *agent_id = jstr(o, "agent_id"), *project_id = jstr(o, "project_id");
+    if (filter_match(&c->filt, type, agent_id, project_id) &&
+        conn_may_see(c, project_id, agent_id)) {
+        msg *m = msg_new(json, len, 1, MSG_TASK, 1);
+        m->seq = seq;
+        conn_send(c, m);
+        msg_unref(m);
+    }
+    json_decref(o);
+}
+
+static void replay_done(void *ud, int status, uint64_t last_seq, const char *epoch)
+{
+    (void)last_seq;
+    (void)epoch;
+    conn *c = ud;
+    hub *h = c->srv->hub;
+    c->replaying = 0;
+    if (status != 0 || c->held_overflow) {
+        char json[160];
+        int n = snprintf(json, sizeof json,
+                         "{\"type\":\"replay_truncated\",\"epoch\":\"%s\",\"reason\":\"%s\"}",
+                         hub_epoch(h), status == 1 ? "window" : "unavailable");
+        conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
+        buf b;
+        buf_init(&b);
+        snapshot(h, c, &b);
+        conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
+        buf_free(&b);
+    }
+    for (size_t i = 0; i < c->n_held; i++) {
+        if (!c->held_overflow && (c->held[i]->seq == 0 || c->held[i]->seq > c->replay_snap_seq))
+            conn_send(c, c->held[i]);
+        msg_unref(c->held[i]);
+    }
+    free(c->held);
+    c->held = NULL;
+    c->n_held = 0;
+    c->held_overflow = 0;
 }
 
 void hub_render_metrics(buf *b, void *ud)
@@ -768,13 +1187,52 @@ void hub_render_metrics(buf *b, void *ud)
     buf_printf(b, "# HELP ringside_tasks_running Tasks started and not ended.\n"
                   "# TYPE ringside_tasks_running gauge\nringside_tasks_running %zu\n",
                running);
+    buf_printf(b, "# HELP ringside_agents_evicted_total Agents forgotten after being gone longer "
+                  "than the replay window.\n# TYPE ringside_agents_evicted_total counter\n"
+                  "ringside_agents_evicted_total %llu\n",
+               (unsigned long long)h->evicted);
     buf_printf(b, "# HELP ringside_replay_events Persisted events held for replay.\n"
                   "# TYPE ringside_replay_events gauge\nringside_replay_events %zu\n",
                h->r_len);
     buf_printf(b, "# HELP ringside_sequence Last sequence number assigned.\n"
-                  "# TYPE ringside_sequence counter\nringside_sequence %llu\n",
-               (unsigned long long)h->seq);
+                  "# TYPE ringside_sequence gauge\nringside_sequence %llu\n",
+               (unsigned long long)hub_seq(h));
     (void)tasks;
+}
+
+static void agent_free(agent *a)
+{
+    while (a->tasks != NULL) {
+        task *t = a->tasks;
+        a->tasks = t->next;
+        task_free(t);
+    }
+    free(a);
+}
+
+/* Agents without a ring, a replay entry or a terminal viewer, idle for longer than the replay
+ * window, are forgotten: memory follows the agents that matter, not every id ever seen. */
+static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    hub *h = container_of(w, hub, sweep_timer);
+    uint64_t now = util_mono_ns();
+    uint64_t window = (uint64_t)h->cfg->replay_window * 1000000000ull;
+    replay_expire(h, now, (size_t)h->cfg->replay_max);
+    for (agent **pp = &h->agents; *pp != NULL;) {
+        agent *a = *pp;
+        int watched = 0;
+        for (task *t = a->tasks; t != NULL; t = t->next)
+            watched |= t->subs != NULL;
+        if (a->rings == 0 && a->replay_refs == 0 && !watched && now - a->active_mono > window) {
+            *pp = a->next;
+            h->evicted++;
+            agent_free(a);
+        } else {
+            pp = &a->next;
+        }
+    }
 }
 
 hub *hub_new(struct ev_loop *loop, const config *cfg)
@@ -782,11 +1240,15 @@ hub *hub_new(struct ev_loop *loop, const config *cfg)
     hub *h = xcalloc(1, sizeof *h);
     h->loop = loop;
     h->cfg = cfg;
+    h->g_tokens = (double)cfg->global_msg_rate;
+    h->g_tokens_mono = util_mono_ns();
     unsigned char rnd[8];
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(h->epoch, sizeof h->epoch, rnd, sizeof rnd);
     buf_init(&h->scratch);
     ev_timer_init(&h->progress_timer, progress_timer_cb, 0.1, 0.);
+    ev_timer_init(&h->sweep_timer, sweep_cb, 30., 30.);
+    ev_timer_start(loop, &h->sweep_timer);
     return h;
 }
 
@@ -794,19 +1256,16 @@ void hub_free(hub *h)
 {
     if (h == NULL)
         return;
+    h->closing = 1;
     ev_timer_stop(h->loop, &h->progress_timer);
+    ev_timer_stop(h->loop, &h->sweep_timer);
     for (size_t i = 0; i < h->r_len; i++)
         msg_unref(h->replay[(h->r_head + i) % h->r_cap].m);
     free(h->replay);
     while (h->agents != NULL) {
         agent *a = h->agents;
         h->agents = a->next;
-        while (a->tasks != NULL) {
-            task *t = a->tasks;
-            a->tasks = t->next;
-            task_free(t);
-        }
-        free(a);
+        agent_free(a);
     }
     buf_free(&h->scratch);
     free(h);

@@ -33,9 +33,9 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean);
 
 /* ---- connection side ---- */
 
-/* Subscribes c to /ws/events: sends the snapshot, then (when resume_seq > 0 and epoch matches)
+/* Subscribes c to /ws/events: sends the snapshot, then (when resume is set and epoch matches)
  * every retained persisted event after resume_seq that c may see, or replay_truncated. */
-void hub_subscribe_events(hub *h, conn *c, uint64_t resume_seq, const char *epoch);
+void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, const char *epoch);
 
 /* Subscribes c to the terminal of task_id (agent_id may be "" for any agent).  Sends the header,
  * scrollback and, for an ended task, its end.  Returns 0, -1 if the task is unknown, or -2 if
@@ -51,8 +51,15 @@ void hub_conn_drained(hub *h, conn *c);
 /* Sends a `subscribed` reply with c's effective filters. */
 void hub_send_subscribed(hub *h, conn *c);
 
-/* The epoch of this instance's sequence numbers (borrowed, lives as long as the hub). */
+/* The epoch of the sequence numbers clients see (borrowed, lives as long as the hub): this
+ * instance's own in embedded mode, the cluster stream's with Redis. */
 const char *hub_epoch(const hub *h);
+/* The last persisted seq the hub delivered (what a snapshot reflects). */
+uint64_t hub_seq(const hub *h);
+
+struct cluster;
+/* Routes events through the cluster (Redis mode).  Call before any event flows. */
+void hub_set_cluster(hub *h, struct cluster *cl);
 
 /* Appends per-agent metrics (Prometheus text). */
 void hub_render_metrics(buf *b, void *h);

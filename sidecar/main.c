@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "config.h"
 #include "hub.h"
 #include "log.h"
@@ -44,6 +45,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     log_info("signal received: draining", "\"signal\":%d", w->signum);
+    if (g_daemon.srv.cl != NULL)
+        cluster_set_draining(g_daemon.srv.cl);
     g_daemon.srv.on_drained = on_drained;
     server_drain(&g_daemon.srv);
 }
@@ -119,21 +122,33 @@ static int serve(int argc, char **argv)
         auth_config_free(auth);
         return 1;
     }
+    cluster *cl = NULL;
+    if (cfg.redis != NULL) {
+        cl = cluster_new(loop, &cfg, h, err, sizeof err);
+        if (cl == NULL) {
+            fprintf(stderr, "ringside: %s\n", err);
+            server_stop(&g_daemon.srv);
+            hub_free(h);
+            auth_config_free(auth);
+            return 1;
+        }
+        hub_set_cluster(h, cl);
+        g_daemon.srv.cl = cl;
+    }
     watch *w = watch_start(loop, &cfg, h, err, sizeof err);
     if (w == NULL) {
         fprintf(stderr, "ringside: %s\n", err);
         server_stop(&g_daemon.srv);
+        cluster_free(cl);
         hub_free(h);
         auth_config_free(auth);
         return 1;
     }
     g_daemon.srv.watch = w;
     g_daemon.srv.auth = auth;
+
     if (cfg.no_auth)
         log_warn("authentication disabled (--no-auth): for local development only", NULL);
-    if (cfg.redis != NULL)
-        log_warn("--redis is not supported by this build yet: running in embedded mode",
-                 "\"redis\":\"set\"");
     raise_nofile(cfg.max_connections);
     server_log_listening(&g_daemon.srv);
     ev_signal_init(&g_daemon.sigterm, signal_cb, SIGTERM);
@@ -142,13 +157,15 @@ static int serve(int argc, char **argv)
     ev_signal_start(loop, &g_daemon.sigint);
     ev_signal_init(&g_daemon.sighup, sighup_cb, SIGHUP);
     ev_signal_start(loop, &g_daemon.sighup);
-    log_info("ringside started", "\"version\":\"%s\",\"instance\":\"%s\",\"mode\":\"embedded\"",
-             RINGSIDE_VERSION, cfg.instance_id);
+    log_info("ringside started", "\"version\":\"%s\",\"instance\":\"%s\",\"mode\":\"%s\"",
+             RINGSIDE_VERSION, cfg.instance_id, cl != NULL ? "redis" : "embedded");
 
     ev_run(loop, 0);
 
     server_stop(&g_daemon.srv);
     watch_stop(w);
+    cluster_free(cl); /* removes this instance's state from Redis (B11) */
+    hub_set_cluster(h, NULL);
     hub_free(h);
     ev_signal_stop(loop, &g_daemon.sigterm);
     ev_signal_stop(loop, &g_daemon.sigint);

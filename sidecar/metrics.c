@@ -92,6 +92,9 @@ void metrics_render(buf *b, metrics_extra_fn extra, void *ud)
     buf_printf(b, "ringside_rings_quarantined_total %llu\n", (unsigned long long)m->rings_quarantined);
     header(b, "ringside_agent_deaths_total", "counter", "Agents that ended without closing cleanly.");
     buf_printf(b, "ringside_agent_deaths_total %llu\n", (unsigned long long)m->agent_deaths);
+    header(b, "ringside_hibernations_total", "counter",
+           "Idle connections whose WebSocket buffers were released until their next byte.");
+    buf_printf(b, "ringside_hibernations_total %llu\n", (unsigned long long)m->hibernations);
     header(b, "ringside_auth_failures_total", "counter", "Tokens refused (handshake or refresh).");
     buf_printf(b, "ringside_auth_failures_total %llu\n", (unsigned long long)m->auth_failures);
     header(b, "ws_updates_publish_to_send_seconds", "histogram",

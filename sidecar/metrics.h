@@ -79,6 +79,7 @@ typedef struct metrics {
     uint64_t rings_quarantined;               /* rings dropped for corruption */
     uint64_t agent_deaths;                    /* agents that died without closing cleanly */
     uint64_t auth_failures;                   /* tokens refused at the handshake or on refresh */
+    uint64_t hibernations;                    /* idle connections whose wslay context was freed */
     uint64_t latency_buckets[METRICS_LATENCY_BUCKETS + 1]; /* publish→send, cumulative on render */
     double latency_sum;
     uint64_t latency_count;

@@ -15,6 +15,9 @@ msg *msg_new(const void *data, size_t len, uint8_t opcode, msg_kind kind, int cr
     m->coalesce_key = 0;
     m->ts_ns = 0;
     m->seq = 0;
+    m->compressed = 0;
+    m->mp = NULL;
+    m->z = NULL;
     m->len = len;
     if (len > 0)
         memcpy(m->data, data, len);
@@ -24,6 +27,9 @@ msg *msg_new(const void *data, size_t len, uint8_t opcode, msg_kind kind, int cr
 
 void msg_unref(msg *m)
 {
-    if (m != NULL && --m->refs == 0)
+    if (m != NULL && --m->refs == 0) {
+        msg_unref(m->mp);
+        msg_unref(m->z);
         free(m);
+    }
 }

@@ -29,6 +29,9 @@ typedef struct msg {
     uint64_t coalesce_key; /* progress: same key replaces an older queued message; 0: none */
     uint64_t ts_ns;        /* publish time of the event, 0 if none (latency metric) */
     uint64_t seq;          /* persisted events: sequence number, else 0 */
+    uint8_t compressed;    /* payload is permessage-deflate data: send with RSV1 */
+    struct msg *mp;        /* cached MessagePack form (encode.c), owned */
+    struct msg *z;         /* cached compressed form (encode.c), owned */
     size_t len;
     unsigned char data[];
 } msg;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
@@ -15,9 +16,11 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "util.h"
 #include "watch.h"
 #include "web.h"
@@ -25,6 +28,7 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define RETRY_AFTER_S 5
+#define HTTP_IN_INITIAL 1024 /* first size of a request-head buffer */
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -71,6 +75,8 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
 static void conn_free(conn *c)
 {
     ws_conn_deinit(c);
+    filter_free(&c->filt);
+    free(c->up);
     auth_identity_clear(&c->ident);
     free(c->in);
     free(c->out);
@@ -142,6 +148,14 @@ void server_retire(server *srv, conn *c)
     ev_io_stop(srv->loop, &c->io);
     ev_timer_stop(srv->loop, &c->timer);
     hub_unsubscribe(srv->hub, c);
+    if (c->admitting && srv->cl != NULL) {
+        cluster_admit_cancel(srv->cl, c);
+        c->admitting = 0;
+    }
+    if (c->holds_user_slot) {
+        ratelimit_user_release(srv->rl, c->user);
+        c->holds_user_slot = 0;
+    }
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -160,6 +174,28 @@ void server_retire(server *srv, conn *c)
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+#define IDLE_HIBERNATE_NS (2ull * 1000000000ull) /* idle this long: free the wslay buffers */
+
+/* Every second: free the WebSocket buffers of connections idle for 2 s (an idle dashboard then
+ * costs about 1.5 KiB here), and every minute forget idle rate-limit entries. */
+static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    server *srv = container_of(w, server, sweep_timer);
+    uint64_t now = util_mono_ns();
+    unsigned freed = 0;
+    for (conn *c = srv->conns; c != NULL; c = c->next) {
+        if (c->state == CONN_WS && c->ws != NULL && now - c->active_mono > IDLE_HIBERNATE_NS)
+            freed += (unsigned)ws_conn_hibernate(c);
+    }
+    /* Freed buffers sit in the middle of the heap: hand their pages back to the kernel. */
+    if (freed >= 64)
+        malloc_trim(0);
+    if (++srv->sweeps % 60 == 0)
+        ratelimit_sweep(srv->rl, now);
+}
 
 static void accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -215,6 +251,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         c->fd = fd;
         c->srv = srv;
         c->id = ++srv->next_id;
+        unsigned char rnd[16];
+        randombytes_buf(rnd, sizeof rnd);
+        sodium_bin2hex(c->cid, sizeof c->cid, rnd, sizeof rnd);
         c->state = CONN_HTTP;
         c->opened_mono = util_mono_ns();
         c->closed_by = "server";
@@ -286,6 +325,9 @@ int server_start(server *srv, struct ev_loop *loop, const config *cfg, struct hu
     ev_check_init(&srv->reaper, reaper_cb);
     ev_check_start(loop, &srv->reaper);
     ev_idle_init(&srv->kick, kick_cb);
+    srv->rl = ratelimit_new(cfg->conn_rate, cfg->user_conns);
+    ev_timer_init(&srv->sweep_timer, sweep_cb, 1., 1.);
+    ev_timer_start(loop, &srv->sweep_timer);
 
     return 0;
 }
@@ -313,16 +355,20 @@ void server_log_listening(const server *srv)
 
 /* ---- plain HTTP responses ------------------------------------------------------------------ */
 
+/* Answers with body (HEAD: the same headers, no body). */
 static void respond(conn *c, int status, const char *reason, const char *ctype, const char *extra,
                     const void *body, size_t len)
 {
+    size_t content_len = len;
+    if (c->is_head)
+        len = 0;
     buf b;
     buf_init(&b);
     buf_printf(&b,
                "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%sConnection: "
                "close\r\n\r\n",
-               status, reason, ctype, len, extra ? extra : "");
+               status, reason, ctype, content_len, extra ? extra : "");
     if (len > 0)
         buf_append(&b, body, len);
     free(c->out);
@@ -359,6 +405,8 @@ static void serve_metrics(conn *c)
     buf_init(&b);
     metrics_render(&b, hub_render_metrics, c->srv->hub);
     watch_render_metrics(&b, c->srv->watch);
+    if (c->srv->cl != NULL)
+        cluster_render_metrics(&b, c->srv->cl);
     respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL, b.data, b.len);
     buf_free(&b);
 }
@@ -503,6 +551,69 @@ static int authenticate(conn *c, const http_request *req)
     return 0;
 }
 
+/* Sends the 101 and subscribes the connection (the second half of handle_upgrade). */
+static void finish_upgrade(conn *c)
+{
+    server *srv = c->srv;
+    upgrade *up = c->up;
+    buf b;
+    buf_init(&b);
+    buf_printf(&b,
+               "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
+               "Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+               up->accept, up->ext);
+    free(c->out);
+    c->out = b.data;
+    c->out_len = b.len;
+    c->out_off = 0;
+    c->endpoint = up->ep;
+    if (ws_conn_init(c) != 0) {
+        conn_abort(c, CLOSE_IO_ERROR, "out of memory");
+        return;
+    }
+    srv->n_ws++;
+    if (srv->cl != NULL)
+        cluster_conn_open(srv->cl, c);
+    if (up->ep == EP_EVENTS) {
+        hub_subscribe_events(srv->hub, c, up->resume, up->resume_seq, up->epoch);
+    } else {
+        snprintf(c->task_id, sizeof c->task_id, "%s", up->task);
+        int r = hub_subscribe_terminal(srv->hub, c, up->task, up->agent);
+        if (r == -1)
+            conn_close_ws(c, 4004, CLOSE_UNKNOWN_TASK, "unknown task");
+        else if (r == -2)
+            conn_close_ws(c, 4003, CLOSE_FORBIDDEN, "you may not see this task's project");
+    }
+    free(c->up);
+    c->up = NULL;
+    conn_mark_dirty(c);
+}
+
+static void admit_done(void *ud, int retry_after_s, int reason)
+{
+    conn *c = ud;
+    c->admitting = 0;
+    if (c->state != CONN_HTTP)
+        return;
+    ev_io_start(c->srv->loop, &c->io);
+    if (retry_after_s > 0) {
+        char retry[64];
+        snprintf(retry, sizeof retry, "Retry-After: %d\r\n", retry_after_s);
+        if (reason == 0)
+            respond_error(c, 429, "Too Many Requests", REJ_CONN_RATE, "rate_limited",
+                          "too many new connections from your address: retry after Retry-After "
+                          "seconds",
+                          retry);
+        else
+            respond_error(c, 429, "Too Many Requests", REJ_USER_CONNS, "too_many_connections",
+                          "you have too many open connections (--user-conns): close a dashboard "
+                          "tab and retry",
+                          retry);
+        return;
+    }
+    finish_upgrade(c);
+}
+
 static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, const char *task_id)
 {
     server *srv = c->srv;
@@ -518,24 +629,13 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
                       "this instance is at --max-connections: retry later", retry);
         return;
     }
-    const http_header *up = http_find_header(req, "Upgrade");
-    const http_header *cn = http_find_header(req, "Connection");
-    if (up == NULL || !http_has_token(up->value, up->value_len, "websocket") || cn == NULL ||
-        !http_has_token(cn->value, cn->value_len, "upgrade")) {
-        respond_error(c, 426, "Upgrade Required", REJ_BAD_REQUEST, "upgrade_required",
-                      "this endpoint speaks WebSocket only", "Upgrade: websocket\r\n");
-        return;
-    }
-    const http_header *ver = http_find_header(req, "Sec-WebSocket-Version");
-    if (ver == NULL || ver->value_len != 2 || memcmp(ver->value, "13", 2) != 0) {
-        respond_error(c, 426, "Upgrade Required", REJ_VERSION, "bad_version",
-                      "only WebSocket version 13 is supported", "Sec-WebSocket-Version: 13\r\n");
-        return;
-    }
-    const http_header *key = http_find_header(req, "Sec-WebSocket-Key");
-    if (key == NULL || !ws_key_valid(key->value, key->value_len)) {
-        respond_error(c, 400, "Bad Request", REJ_BAD_REQUEST, "bad_key",
-                      "Sec-WebSocket-Key must be the base64 of 16 bytes", NULL);
+    int wait = ratelimit_ip_admit(srv->rl, c->ip, util_mono_ns());
+    if (wait > 0) {
+        snprintf(retry, sizeof retry, "Retry-After: %d\r\n", wait);
+        respond_error(c, 429, "Too Many Requests", REJ_CONN_RATE, "rate_limited",
+                      "too many new connections from your address: retry after Retry-After "
+                      "seconds",
+                      retry);
         return;
     }
     if (!origin_allowed(srv, req)) {
@@ -559,52 +659,78 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
             }
         }
     }
-    uint64_t resume_seq = 0;
-    char epoch[64] = "";
+    if (c->has_ident) {
+        if (ratelimit_user_acquire(srv->rl, c->user) != 0) {
+            snprintf(retry, sizeof retry, "Retry-After: %d\r\n", RETRY_AFTER_S);
+            respond_error(c, 429, "Too Many Requests", REJ_USER_CONNS, "too_many_connections",
+                          "you have too many open connections (--user-conns): close a dashboard "
+                          "tab and retry",
+                          retry);
+            return;
+        }
+        c->holds_user_slot = 1;
+    }
+    /* The WebSocket checks come after origin, token, filters and limits, so that a browser that cannot
+     * see a refused handshake's status can learn it from a plain GET to the same URL (the
+     * answer is then 426 only when everything else would have passed). */
+    const http_header *upg = http_find_header(req, "Upgrade");
+    const http_header *cn = http_find_header(req, "Connection");
+    if (upg == NULL || !http_has_token(upg->value, upg->value_len, "websocket") || cn == NULL ||
+        !http_has_token(cn->value, cn->value_len, "upgrade")) {
+        respond_error(c, 426, "Upgrade Required", REJ_BAD_REQUEST, "upgrade_required",
+                      "this endpoint speaks WebSocket only", "Upgrade: websocket\r\n");
+        return;
+    }
+    const http_header *ver = http_find_header(req, "Sec-WebSocket-Version");
+    if (ver == NULL || ver->value_len != 2 || memcmp(ver->value, "13", 2) != 0) {
+        respond_error(c, 426, "Upgrade Required", REJ_VERSION, "bad_version",
+                      "only WebSocket version 13 is supported", "Sec-WebSocket-Version: 13\r\n");
+        return;
+    }
+    const http_header *key = http_find_header(req, "Sec-WebSocket-Key");
+    if (key == NULL || !ws_key_valid(key->value, key->value_len)) {
+        respond_error(c, 400, "Bad Request", REJ_BAD_REQUEST, "bad_key",
+                      "Sec-WebSocket-Key must be the base64 of 16 bytes", NULL);
+        return;
+    }
+    upgrade *up = xcalloc(1, sizeof *up);
+    c->up = up;
+    up->ep = ep;
     char val[64];
     if (http_query_get(req->query, req->query_len, "last_sequence_id", val, sizeof val) > 0) {
         char *end;
-        resume_seq = strtoull(val, &end, 10);
-        if (*end != '\0') {
+        up->resume = 1;
+        up->resume_seq = strtoull(val, &end, 10);
+        if (*end != '\0' || val[0] < '0' || val[0] > '9') {
             respond_error(c, 400, "Bad Request", REJ_FILTER, "bad_resume",
                           "last_sequence_id must be a non-negative integer", NULL);
             return;
         }
-        if (http_query_get(req->query, req->query_len, "epoch", epoch, sizeof epoch) < 0)
-            epoch[0] = '\0';
+        if (http_query_get(req->query, req->query_len, "epoch", up->epoch, sizeof up->epoch) < 0)
+            up->epoch[0] = '\0';
     }
-
-    char accept[32];
-    ws_accept_key(key->value, key->value_len, accept);
-    buf b;
-    buf_init(&b);
-    buf_printf(&b,
-               "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
-               "Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-               accept);
-    free(c->out);
-    c->out = b.data;
-    c->out_len = b.len;
-    c->out_off = 0;
-    c->endpoint = ep;
-    if (ws_conn_init(c) != 0) {
-        conn_abort(c, CLOSE_IO_ERROR, "out of memory");
+    if (ep == EP_TERMINAL) {
+        snprintf(up->task, sizeof up->task, "%s", task_id);
+        if (http_query_get(req->query, req->query_len, "agent_id", up->agent, sizeof up->agent) < 0)
+            up->agent[0] = '\0';
+    }
+    ws_accept_key(key->value, key->value_len, up->accept);
+    const http_header *offer = http_find_header(req, "Sec-WebSocket-Extensions");
+    if (offer != NULL) {
+        char resp[128];
+        if (encode_negotiate_deflate(offer->value, offer->value_len, &c->pmd, resp, sizeof resp))
+            snprintf(up->ext, sizeof up->ext, "Sec-WebSocket-Extensions: %s\r\n", resp);
+    }
+    /* With Redis the limits are cluster-wide (B9): the upgrade waits for the verdict.  When Redis
+     * is unavailable the local limits above are all there is. */
+    if (srv->cl != NULL &&
+        cluster_admit(srv->cl, c->ip, c->has_ident ? c->ident.user_fp : NULL, c->cid,
+                      srv->cfg->conn_rate, srv->cfg->user_conns, admit_done, c) == 0) {
+        c->admitting = 1;
+        ev_io_stop(srv->loop, &c->io);
         return;
     }
-    srv->n_ws++;
-    if (ep == EP_EVENTS) {
-        hub_subscribe_events(srv->hub, c, resume_seq, epoch);
-    } else {
-        char agent[64] = "";
-        if (http_query_get(req->query, req->query_len, "agent_id", agent, sizeof agent) < 0)
-            agent[0] = '\0';
-        snprintf(c->task_id, sizeof c->task_id, "%s", task_id);
-        int r = hub_subscribe_terminal(srv->hub, c, task_id, agent);
-        if (r == -1)
-            conn_close_ws(c, 4004, CLOSE_UNKNOWN_TASK, "unknown task");
-        else if (r == -2)
-            conn_close_ws(c, 4003, CLOSE_FORBIDDEN, "you may not see this task's project");
-    }
+    finish_upgrade(c);
 }
 
 static void route(conn *c, const http_request *req)
@@ -619,6 +745,7 @@ static void route(conn *c, const http_request *req)
     path[req->path_len] = '\0';
     int is_get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
     int is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    c->is_head = is_head;
 
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/livez") == 0) {
         if (!is_get && !is_head)
@@ -668,7 +795,7 @@ static void route(conn *c, const http_request *req)
     if (wf != NULL) {
         if (!is_get && !is_head)
             goto method;
-        respond(c, 200, "OK", wf->content_type, NULL, wf->data, is_head ? 0 : wf->len);
+        respond(c, 200, "OK", wf->content_type, NULL, wf->data, wf->len);
         return;
     }
     respond_error(c, 404, "Not Found", REJ_NOT_FOUND, "not_found", "no such path", NULL);
@@ -684,17 +811,20 @@ static void http_read(conn *c)
 {
     server *srv = c->srv;
     size_t max = (size_t)srv->cfg->max_header;
-    if (c->in == NULL) {
-        c->in_cap = max + 1;
-        c->in = xmalloc(c->in_cap);
-    }
     for (;;) {
         if (c->in_len == max) {
             respond_error(c, 431, "Request Header Fields Too Large", REJ_HEADER_TOO_LARGE,
                           "header_too_large", "request head exceeds --max-header", NULL);
             return;
         }
-        ssize_t n = read(c->fd, c->in + c->in_len, max - c->in_len);
+        if (c->in_len == c->in_cap) {
+            /* Start small (a browser's handshake is under 1 KiB) and grow up to --max-header. */
+            c->in_cap = c->in_cap ? c->in_cap * 2 : HTTP_IN_INITIAL;
+            if (c->in_cap > max)
+                c->in_cap = max;
+            c->in = xrealloc(c->in, c->in_cap);
+        }
+        ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
         if (n == 0) {
             conn_abort(c, CLOSE_EOF, "closed before sending a request");
             return;
@@ -725,17 +855,22 @@ static void http_read(conn *c)
             return;
         }
         ev_timer_stop(srv->loop, &c->timer);
-        route(c, &req);
-        if (c->state == CONN_WS && (size_t)r < c->in_len) {
+        if ((size_t)r < c->in_len) {
             /* Frames sent right behind the handshake belong to wslay. */
             c->pre_len = c->in_len - (size_t)r;
             c->pre = xmalloc(c->pre_len);
             memcpy(c->pre, c->in + r, c->pre_len);
             c->pre_off = 0;
         }
+        route(c, &req);
+        if (c->admitting) {
+            /* the handshake deadline still applies while the cluster decides */
+            ev_timer_set(&c->timer, (double)srv->cfg->handshake_timeout, 0.);
+            ev_timer_start(srv->loop, &c->timer);
+        }
         free(c->in);
         c->in = NULL;
-        c->in_len = 0;
+        c->in_len = c->in_cap = 0;
         return;
     }
 }
@@ -876,6 +1011,9 @@ void server_stop(server *srv)
     ev_timer_stop(srv->loop, &srv->drain_timer);
     ev_check_stop(srv->loop, &srv->reaper);
     ev_idle_stop(srv->loop, &srv->kick);
+    ev_timer_stop(srv->loop, &srv->sweep_timer);
+    ratelimit_free(srv->rl);
+    srv->rl = NULL;
     if (srv->lfd >= 0)
         close(srv->lfd);
     if (srv->spare_fd >= 0)

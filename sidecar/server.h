@@ -19,6 +19,10 @@ typedef struct server {
     struct hub *hub;
     struct watch *watch;
     struct auth_config *auth; /* NULL with --no-auth */
+    struct ratelimit *rl;     /* --conn-rate per IP, --user-conns per user */
+    struct cluster *cl;       /* NULL in embedded mode */
+    ev_timer sweep_timer;
+    uint64_t sweeps;
     int lfd;
     int spare_fd; /* reserved fd released to shed connections on EMFILE */
     ev_io accept_io;

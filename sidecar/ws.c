@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cluster.h"
 #include "hub.h"
 #include "log.h"
 #include "server.h"
@@ -25,6 +26,7 @@
 #define CLOSE_GRACE_S 5.0          /* wait this long for the peer's close frame */
 #define MAX_BAD_MESSAGES 20        /* invalid client messages before close 1008 */
 #define SUBSCRIBE_RATE 10.0        /* subscribe messages per second (B3) */
+#define WSLAY_QUEUE_READ_LIMIT (64u * 1024u) /* reading pauses while this much waits in wslay */
 
 static void feed(conn *c);
 
@@ -48,6 +50,11 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
         c->bytes_in += n;
         return (ssize_t)n;
     }
+    if (wslay_event_get_queued_msg_length(ctx) > WSLAY_QUEUE_READ_LIMIT) {
+        /* Replies (pongs) pile up faster than the peer takes them: read on once they went. */
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
     for (;;) {
         ssize_t n = recv(c->fd, data, len, 0);
         if (n > 0) {
@@ -56,8 +63,12 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
             return n;
         }
         if (n == 0) {
-            c->why = wslay_event_get_close_received(ctx) ? CLOSE_CLIENT : CLOSE_EOF;
-            c->closed_by = "client";
+            c->io_failed = 1;
+            if (!c->why_set) { /* a close we started keeps its own reason */
+                c->why_set = 1;
+                c->why = wslay_event_get_close_received(ctx) ? CLOSE_CLIENT : CLOSE_EOF;
+                c->closed_by = "client";
+            }
             wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
             return -1;
         }
@@ -66,7 +77,11 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         } else {
-            c->why = CLOSE_IO_ERROR;
+            c->io_failed = 1;
+            if (!c->why_set) {
+                c->why_set = 1;
+                c->why = CLOSE_IO_ERROR;
+            }
             wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         }
         return -1;
@@ -81,6 +96,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     for (;;) {
         ssize_t n = send(c->fd, data, len, f);
         if (n >= 0) {
+            c->send_blocked = (size_t)n < len; /* a frame is half-written until the rest goes */
             c->bytes_out += (uint64_t)n;
             g_metrics.bytes_sent += (uint64_t)n;
             return n;
@@ -88,9 +104,14 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->send_blocked = 1;
             wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         } else {
-            c->why = CLOSE_IO_ERROR;
+            c->io_failed = 1;
+            if (!c->why_set) {
+                c->why_set = 1;
+                c->why = CLOSE_IO_ERROR;
+            }
             wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         }
         return -1;
@@ -155,7 +176,7 @@ static void bad_message(conn *c, const char *code, const char *text)
 /* Reads a JSON array of ids into a filter list.  Returns 0 or -1 with err set. */
 static int read_id_array(json_t *arr, filter_list *out, const char *what, char *err, size_t errlen)
 {
-    out->n = 0;
+    filter_list_free(out);
     if (arr == NULL || json_is_null(arr))
         return 0;
     if (!json_is_array(arr)) {
@@ -175,7 +196,7 @@ static int read_id_array(json_t *arr, filter_list *out, const char *what, char *
             snprintf(err, errlen, "%s[%zu] is not a valid id", what, i);
             return -1;
         }
-        snprintf(out->ids[out->n++], FILTER_ID_MAX + 1, "%s", s);
+        filter_list_add(out, s, strlen(s));
     }
     return 0;
 }
@@ -200,6 +221,7 @@ static void handle_subscribe(conn *c, json_t *root)
         read_id_array(json_object_get(root, "project_ids"), &f.projects, "project_ids", err,
                       sizeof err) != 0) {
         bad_message(c, "bad_filter", err);
+        filter_free(&f);
         return;
     }
     f.types = FILTER_EV_ALL;
@@ -207,6 +229,7 @@ static void handle_subscribe(conn *c, json_t *root)
     if (types != NULL && !json_is_null(types)) {
         if (!json_is_array(types) || json_array_size(types) > FILTER_MAX_IDS) {
             bad_message(c, "bad_filter", "event_types must be an array of type names");
+            filter_free(&f);
             return;
         }
         uint32_t mask = 0;
@@ -218,6 +241,7 @@ static void handle_subscribe(conn *c, json_t *root)
             const char *s = json_string_value(v);
             if (s == NULL || filter_parse_types(s, &bit, err, sizeof err) != 0 || strchr(s, ',')) {
                 bad_message(c, "bad_filter", s == NULL ? "event_types entries must be strings" : err);
+                filter_free(&f);
                 return;
             }
             mask |= bit;
@@ -231,10 +255,12 @@ static void handle_subscribe(conn *c, json_t *root)
                 snprintf(err, sizeof err, "project_ids: you may not see project '%s'",
                          f.projects.ids[i]);
                 bad_message(c, "forbidden", err);
+                filter_free(&f);
                 return;
             }
         }
     }
+    filter_free(&c->filt);
     c->filt = f;
     hub_send_subscribed(c->srv->hub, c);
 }
@@ -313,6 +339,8 @@ static void handle_text(conn *c, const uint8_t *data, size_t len)
         bad_message(c, "bad_message", "missing \"type\"");
     } else if (strcmp(type, "pong") == 0) {
         c->missed_heartbeats = 0;
+        if (c->srv->cl != NULL)
+            cluster_conn_heartbeat(c->srv->cl, c);
     } else if (strcmp(type, "subscribe") == 0 && c->endpoint == EP_EVENTS) {
         handle_subscribe(c, root);
     } else if (strcmp(type, "pause") == 0 && c->endpoint == EP_TERMINAL) {
@@ -335,26 +363,69 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event
     (void)ctx;
     conn *c = user_data;
     c->missed_heartbeats = 0; /* any traffic proves the peer is alive */
-    switch (arg->opcode) {
-    case WSLAY_TEXT_FRAME:
-        if (!utf8_valid(arg->msg, arg->msg_length)) {
-            conn_close_ws(c, 1007, CLOSE_BAD_UTF8, "invalid UTF-8 in text message");
+    const uint8_t *data = arg->msg;
+    size_t len = arg->msg_length;
+    uint8_t *plain = NULL;
+    if ((arg->rsv & WSLAY_RSV1_BIT) &&
+        (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)) {
+        int rc = encode_inflate(&c->inf, &c->pmd, data, len, (size_t)c->srv->cfg->max_message,
+                                &plain, &len);
+        if (rc == -2) {
+            conn_close_ws(c, 1009, CLOSE_TOO_BIG, "inflated message too big");
             return;
         }
-        handle_text(c, arg->msg, arg->msg_length);
+        if (rc != 0) {
+            conn_close_ws(c, 1007, CLOSE_PROTOCOL, "corrupt compressed message");
+            return;
+        }
+        data = plain;
+    }
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+        if (!utf8_valid(data, len)) {
+            conn_close_ws(c, 1007, CLOSE_BAD_UTF8, "invalid UTF-8 in text message");
+            break;
+        }
+        handle_text(c, data, len);
         break;
     case WSLAY_BINARY_FRAME:
         conn_close_ws(c, 1003, CLOSE_POLICY, "binary messages are not accepted");
         break;
     case WSLAY_CONNECTION_CLOSE:
-        c->closed_by = "client";
-        c->why = CLOSE_CLIENT;
-        c->close_code = arg->status_code;
-        if (c->state == CONN_WS)
+        if (!c->why_set) { /* the client started the close */
+            c->why_set = 1;
+            c->closed_by = "client";
+            c->why = CLOSE_CLIENT;
+            c->close_code = arg->status_code;
             c->state = CONN_CLOSING;
+        }
         break;
     default:
         break; /* ping answered by wslay; pong counted above */
+    }
+    free(plain);
+}
+
+/* RFC 6455 5.5.1: a close payload is empty or at least a 2-byte code; wslay reads a 1-byte one as
+ * "no code", so it is caught here. */
+static void on_frame_start_cb(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_start_arg *arg, void *user_data)
+{
+    conn *c = user_data;
+    /* Bytes this frame occupies on the wire (client frames are masked): when every byte read
+     * belongs to a frame that ended, wslay holds no partial input (see hibernatable). */
+    uint64_t pl = arg->payload_length;
+    c->frame_bytes += 2 + 4 + (pl > 65535 ? 8 : pl > 125 ? 2 : 0) + pl;
+    c->frame_open = 1;
+    if (arg->opcode < 0x8)
+        c->in_fragment = !arg->fin;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1 && !c->why_set) {
+        c->why_set = 1;
+        c->why = CLOSE_PROTOCOL;
+        c->closed_by = "server";
+        c->close_code = WSLAY_CODE_PROTOCOL_ERROR;
+        snprintf(c->close_text, sizeof c->close_text, "%s", "close payload of 1 byte");
+        wslay_event_queue_close(ctx, WSLAY_CODE_PROTOCOL_ERROR, NULL, 0);
     }
 }
 
@@ -368,14 +439,73 @@ static void rate_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     conn_pump(c);
 }
 
-int ws_conn_init(conn *c)
+static void on_frame_end_cb(wslay_event_context_ptr ctx, void *user_data)
+{
+    (void)ctx;
+    conn *c = user_data;
+    c->frame_open = 0;
+}
+
+/* Creates c's wslay context (at the upgrade, and when a hibernating connection wakes). */
+static int ws_context_new(conn *c)
 {
     static const struct wslay_event_callbacks cbs = {
-        recv_cb, send_cb, NULL, NULL, NULL, NULL, on_msg_recv_cb};
+        recv_cb, send_cb, NULL, on_frame_start_cb, NULL, on_frame_end_cb, on_msg_recv_cb};
     if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0)
         return -1;
+    wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)c->srv->cfg->max_message);
+    if (c->pmd.enabled)
+        wslay_event_config_set_allowed_rsv_bits(c->ws, WSLAY_RSV1_BIT);
+    return 0;
+}
+
+/* 1 when c holds nothing but its socket: no frame half-read or half-written, no fragmented
+ * message open, nothing queued here or in wslay, no close under way.  Its wslay context (about
+ * 9 KiB of buffers) can then be freed and made anew on the next byte in or out. */
+static int hibernatable(const conn *c)
+{
+    return c->state == CONN_WS && c->ws != NULL && c->close_after_flush == 0 &&
+           !c->shutdown_pending && c->q_len == 0 && c->sending == NULL && !c->send_blocked &&
+           !c->frame_open && !c->in_fragment && c->frame_bytes == c->bytes_in && c->pre == NULL &&
+           !c->replaying && wslay_event_get_queued_msg_count(c->ws) == 0 &&
+           !wslay_event_want_write(c->ws) && wslay_event_want_read(c->ws);
+}
+
+int ws_conn_hibernate(conn *c)
+{
+    if (!hibernatable(c))
+        return 0;
+    wslay_event_context_free(c->ws);
+    c->ws = NULL;
+    g_metrics.hibernations++;
+    if (!ev_is_active(&c->io) || c->io.events != EV_READ) {
+        ev_io_stop(c->srv->loop, &c->io);
+        ev_io_set(&c->io, c->fd, EV_READ);
+        ev_io_start(c->srv->loop, &c->io);
+    }
+    return 1;
+}
+
+/* Gives a hibernating connection its wslay context back.  Returns 0, or -1 (out of memory: the
+ * connection is aborted). */
+static int wake(conn *c)
+{
+    if (c->ws != NULL || c->state == CONN_DEAD)
+        return 0;
+    if (ws_context_new(c) != 0) {
+        conn_abort(c, CLOSE_IO_ERROR, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int ws_conn_init(conn *c)
+{
+    if (ws_context_new(c) != 0)
+        return -1;
     const config *cfg = c->srv->cfg;
-    wslay_event_config_set_max_recv_msg_length(c->ws, (uint64_t)cfg->max_message);
+    c->frame_bytes = c->bytes_in;
+    c->active_mono = util_mono_ns();
     c->q_cap = 16;
     c->q = xcalloc(c->q_cap, sizeof *c->q);
     c->state = CONN_WS;
@@ -392,8 +522,9 @@ int ws_conn_init(conn *c)
     ev_timer_set(&c->timer, (double)cfg->heartbeat_interval, (double)cfg->heartbeat_interval);
     ev_timer_start(c->srv->loop, &c->timer);
     log_info("client connected",
-             "\"conn\":%llu,\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"task\":\"%s\"",
-             (unsigned long long)c->id, c->ip, c->user,
+             "\"event\":\"connect\",\"conn\":%llu,\"conn_id\":\"%s\",\"ip\":\"%s\",\"user\":\"%s\","
+             "\"endpoint\":\"%s\",\"task\":\"%s\"",
+             (unsigned long long)c->id, c->cid, c->ip, c->user,
              c->endpoint == EP_EVENTS ? "events" : "terminal", c->task_id);
     return 0;
 }
@@ -413,16 +544,18 @@ void ws_conn_deinit(conn *c)
     c->sending = NULL;
     free(c->pre);
     c->pre = NULL;
+    encode_inflater_free(c->inf);
+    c->inf = NULL;
 }
 
 static void log_close(conn *c)
 {
     double dur = (double)(util_mono_ns() - c->opened_mono) / 1e9;
     log_info("client disconnected",
-             "\"conn\":%llu,\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"reason\":\"%s\","
+             "\"event\":\"disconnect\",\"conn\":%llu,\"conn_id\":\"%s\",\"ip\":\"%s\",\"user\":\"%s\",\"endpoint\":\"%s\",\"reason\":\"%s\","
              "\"code\":%u,\"detail\":\"%s\",\"closed_by\":\"%s\",\"duration_s\":%.3f,"
              "\"bytes_in\":%llu,\"bytes_out\":%llu,\"messages_out\":%llu,\"dropped\":%llu",
-             (unsigned long long)c->id, c->ip, c->user,
+             (unsigned long long)c->id, c->cid, c->ip, c->user,
              c->endpoint == EP_EVENTS ? "events" : "terminal", metrics_close_reason_name(c->why),
              c->close_code, c->close_text, c->closed_by, dur, (unsigned long long)c->bytes_in,
              (unsigned long long)c->bytes_out, (unsigned long long)c->msgs_out,
@@ -434,16 +567,20 @@ void conn_abort(conn *c, close_reason why, const char *text)
     if (c->state == CONN_DEAD)
         return;
     if (c->counted_open) {
-        if (c->close_text[0] == '\0') {
+        if (!c->why_set) {
+            c->why_set = 1;
             c->why = why;
-            snprintf(c->close_text, sizeof c->close_text, "%s", text);
         }
+        if (c->close_text[0] == '\0')
+            snprintf(c->close_text, sizeof c->close_text, "%s", text);
         g_metrics.clients--;
         g_metrics.disconnections[c->why]++;
         log_close(c);
         c->counted_open = 0;
         ev_timer_stop(c->srv->loop, &c->rate_timer);
         ev_timer_stop(c->srv->loop, &c->expiry_timer);
+        if (c->srv->cl != NULL)
+            cluster_conn_close(c->srv->cl, c);
         server_ws_closed(c->srv);
     } else if (log_enabled(LOG_DEBUG)) {
         log_debug("connection closed", "\"conn\":%llu,\"ip\":\"%s\",\"detail\":\"%s\"",
@@ -452,15 +589,38 @@ void conn_abort(conn *c, close_reason why, const char *text)
     server_retire(c->srv, c);
 }
 
-void conn_close_ws(conn *c, uint16_t code, close_reason why, const char *text)
+/* Queues the close frame now (wslay sends control frames ahead of queued data). */
+static void close_now(conn *c, uint16_t code, close_reason why, const char *text)
 {
-    if (c->state != CONN_WS)
+    if (wake(c) != 0)
         return;
     c->state = CONN_CLOSING;
+    c->why_set = 1;
     c->why = why;
+    c->closed_by = "server";
     c->close_code = code;
+    c->close_after_flush = 0;
     snprintf(c->close_text, sizeof c->close_text, "%s", text);
     wslay_event_queue_close(c->ws, code, (const uint8_t *)text, strlen(text));
+    ev_timer_stop(c->srv->loop, &c->timer);
+    ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
+    ev_timer_start(c->srv->loop, &c->timer);
+    conn_mark_dirty(c);
+}
+
+void conn_close_ws(conn *c, uint16_t code, close_reason why, const char *text)
+{
+    if (c->state != CONN_WS || c->close_after_flush != 0)
+        return;
+    if (why == CLOSE_SLOW) {
+        close_now(c, code, why, text); /* what is queued is what it cannot take */
+        return;
+    }
+    /* Everything queued before the close (a task's end, a shutdown notice, error replies) goes
+     * out first; the close follows once the queue is empty, within CLOSE_GRACE_S. */
+    c->close_after_flush = code;
+    c->close_after_why = why;
+    snprintf(c->close_text, sizeof c->close_text, "%s", text);
     ev_timer_stop(c->srv->loop, &c->timer);
     ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
     ev_timer_start(c->srv->loop, &c->timer);
@@ -482,6 +642,13 @@ void ws_conn_timer(conn *c)
         conn_abort(c, c->why, "close handshake timed out");
         return;
     }
+    if (c->close_after_flush != 0) {
+        /* the client did not take its last messages in time */
+        char text[sizeof c->close_text];
+        snprintf(text, sizeof text, "%s", c->close_text);
+        close_now(c, c->close_after_flush, c->close_after_why, text);
+        return;
+    }
     if (c->shutdown_pending) {
         c->shutdown_pending = 0;
         char json[96];
@@ -501,6 +668,8 @@ void ws_conn_timer(conn *c)
     util_rfc3339(ts, sizeof ts, util_now_ns());
     char json[96];
     int n = snprintf(json, sizeof json, "{\"type\":\"heartbeat\",\"timestamp\":\"%s\"}", ts);
+    if (wake(c) != 0)
+        return;
     struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"rs", 2};
     wslay_event_queue_msg(c->ws, &ping);
     conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
@@ -599,6 +768,12 @@ static void feed(conn *c)
     if (c->state != CONN_WS)
         return;
     while (c->sending == NULL && wslay_event_get_queued_msg_count(c->ws) == 0) {
+        if (c->q_len == 0 && c->close_after_flush != 0) {
+            char text[sizeof c->close_text];
+            snprintf(text, sizeof text, "%s", c->close_text);
+            close_now(c, c->close_after_flush, c->close_after_why, text);
+            return;
+        }
         if (c->q_len == 0) {
             c->behind_since_mono = 0;
             if (c->drops_unreported > 0) {
@@ -632,6 +807,20 @@ static void feed(conn *c)
                     c->tokens = rate;
                 c->tokens_mono = now;
                 if (c->tokens < 1.0) {
+                    /* B9: critical messages bypass the rate limit, even queued behind progress:
+                     * the first one moves to the head (progress has no order to keep with it). */
+                    size_t k;
+                    for (k = 1; k < c->q_len; k++) {
+                        if (c->q[(c->q_head + k) % c->q_cap]->critical)
+                            break;
+                    }
+                    if (k < c->q_len) {
+                        msg *crit = c->q[(c->q_head + k) % c->q_cap];
+                        for (size_t j = k; j > 0; j--)
+                            c->q[(c->q_head + j) % c->q_cap] = c->q[(c->q_head + j - 1) % c->q_cap];
+                        c->q[c->q_head] = crit;
+                        continue;
+                    }
                     if (!ev_is_active(&c->rate_timer)) {
                         ev_timer_set(&c->rate_timer, (1.0 - c->tokens) / rate, 0.);
                         ev_timer_start(c->srv->loop, &c->rate_timer);
@@ -641,14 +830,28 @@ static void feed(conn *c)
                 c->tokens -= 1.0;
             }
         }
-        c->sending = q_pop(c);
+        /* Pick the wire form: each variant is computed once per broadcast and cached on m. */
+        msg *popped = q_pop(c);
+        msg *out = popped;
+        if (c->is_messagepack && out->kind != MSG_TERMINAL)
+            out = encode_msgpack(out);
+        uint8_t rsv = WSLAY_RSV_NONE;
+        if (c->pmd.enabled) {
+            msg *z = encode_deflate(out);
+            if (z != NULL) {
+                out = z;
+                rsv = WSLAY_RSV1_BIT;
+            }
+        }
+        c->sending = msg_ref(out);
+        msg_unref(popped);
         c->sending_off = 0;
         struct wslay_event_fragmented_msg fm;
         memset(&fm, 0, sizeof fm);
         fm.opcode = c->sending->opcode;
         fm.source.data = c;
         fm.read_callback = fragment_cb;
-        if (wslay_event_queue_fragmented_msg(c->ws, &fm) != 0) {
+        if (wslay_event_queue_fragmented_msg_ex(c->ws, &fm, rsv) != 0) {
             msg_unref(c->sending);
             c->sending = NULL;
             return;
@@ -659,6 +862,8 @@ static void feed(conn *c)
 void conn_pump(conn *c)
 {
     if (c->state == CONN_DEAD)
+        return;
+    if (c->state != CONN_HTTP && c->state != CONN_RESPONSE && wake(c) != 0)
         return;
     if (c->out != NULL) {
         int r = server_flush_out(c);
@@ -673,10 +878,31 @@ void conn_pump(conn *c)
             return;
         }
     }
-    for (int round = 0; round < 16; round++) {
+    int round;
+    for (round = 0; round < 16; round++) {
         uint64_t before_in = c->bytes_in, before_out = c->bytes_out;
-        if (wslay_event_want_read(c->ws) && wslay_event_recv(c->ws) != 0) {
-            conn_abort(c, c->why == CLOSE_CLIENT ? CLOSE_CLIENT : c->why, "connection lost");
+        /* While our writes are blocked nothing more is read: a peer that sends (pings, say) but
+         * never reads would otherwise grow wslay's reply queue without bound (B12). */
+        int may_read = !c->send_blocked;
+        if (may_read && wslay_event_want_read(c->ws) && wslay_event_recv(c->ws) != 0) {
+            if (!c->io_failed) {
+                /* wslay refused a frame (bad length, fragmented control frame, …) and gave up
+                 * without a close frame: send 1002 ourselves, between frames. */
+                if (!c->send_blocked) {
+                    static const uint8_t close1002[4] = {0x88, 0x02, 0x03, 0xea};
+                    ssize_t n = send(c->fd, close1002, sizeof close1002, MSG_NOSIGNAL);
+                    (void)n;
+                }
+                if (!c->why_set) {
+                    c->why_set = 1;
+                    c->why = CLOSE_PROTOCOL;
+                    c->closed_by = "server";
+                    c->close_code = WSLAY_CODE_PROTOCOL_ERROR;
+                }
+                conn_abort(c, CLOSE_PROTOCOL, "protocol error");
+                return;
+            }
+            conn_abort(c, c->why, "connection lost");
             return;
         }
         if (c->state == CONN_DEAD)
@@ -688,31 +914,34 @@ void conn_pump(conn *c)
         }
         if (c->bytes_in == before_in && c->bytes_out == before_out)
             break;
+        c->active_mono = util_mono_ns();
     }
-    int want_read = wslay_event_want_read(c->ws);
+    if (round == 16)
+        conn_mark_dirty(c); /* budget used up with work left: go on in this loop iteration */
+    int want_read = wslay_event_want_read(c->ws) && !c->send_blocked;
     int want_write = wslay_event_want_write(c->ws);
-    if (!want_read && !want_write) {
-        /* Close handshake done (or the protocol failed and wslay queued its close). */
+    if (!c->why_set && wslay_event_get_close_sent(c->ws)) {
+        /* wslay itself closed (1002 protocol error, 1007, 1009 message too big). */
+        uint16_t sent = wslay_event_get_status_code_sent(c->ws);
+        c->why_set = 1;
+        c->closed_by = "server";
+        c->close_code = sent;
+        c->why = sent == WSLAY_CODE_MESSAGE_TOO_BIG       ? CLOSE_TOO_BIG
+                 : sent == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ? CLOSE_BAD_UTF8
+                                                          : CLOSE_PROTOCOL;
+        if (c->state == CONN_WS) {
+            c->state = CONN_CLOSING;
+            ev_timer_stop(c->srv->loop, &c->timer);
+            ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
+            ev_timer_start(c->srv->loop, &c->timer);
+        }
+    }
+    if (!wslay_event_want_read(c->ws) && !want_write) {
+        /* Close handshake done. */
         if (c->close_code == 0)
             c->close_code = wslay_event_get_status_code_sent(c->ws);
-        if (c->why == CLOSE_EOF && wslay_event_get_close_sent(c->ws) &&
-            c->close_code == WSLAY_CODE_PROTOCOL_ERROR)
-            c->why = CLOSE_PROTOCOL;
-        if (c->why == CLOSE_EOF && c->close_code == WSLAY_CODE_MESSAGE_TOO_BIG)
-            c->why = CLOSE_TOO_BIG;
-        conn_abort(c, c->why, "closed");
+        conn_abort(c, c->why_set ? c->why : CLOSE_CLIENT, "closed");
         return;
-    }
-    if (!want_read && wslay_event_get_close_sent(c->ws) && !wslay_event_get_close_received(c->ws) &&
-        c->state == CONN_WS) {
-        /* wslay closed on a protocol error; we still flush the close frame. */
-        c->state = CONN_CLOSING;
-        uint16_t sent = wslay_event_get_status_code_sent(c->ws);
-        c->close_code = sent;
-        c->why = sent == WSLAY_CODE_MESSAGE_TOO_BIG ? CLOSE_TOO_BIG : CLOSE_PROTOCOL;
-        ev_timer_stop(c->srv->loop, &c->timer);
-        ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
-        ev_timer_start(c->srv->loop, &c->timer);
     }
     int events = (want_read ? EV_READ : 0) | (want_write ? EV_WRITE : 0);
     if (!ev_is_active(&c->io) || c->io.events != events) {

@@ -21,6 +21,10 @@ void ws_conn_timer(conn *c);
 /* Drain: after `after_s` seconds send {"type":"shutdown",…} and close with 1001. */
 void ws_conn_schedule_shutdown(conn *c, double after_s);
 
+/* Frees the wslay context of an idle connection (see ws.c: hibernatable); it is made anew on the
+ * next byte in or out.  Returns 1 if c now hibernates. */
+int ws_conn_hibernate(conn *c);
+
 /* Writes c->out (the handshake response) before any frame.  From server.c. */
 int server_flush_out(conn *c);
 

@@ -208,5 +208,35 @@ class Origins(AuthCase):
         run_async(go())
 
 
+class Limits(AuthCase):
+    extra = ("--user-conns", "2", "--conn-rate", "6")
+
+    def test_user_conns_and_ip_rate_are_429(self):
+        t = self.tok("u1", "p1")
+        async def go():
+            a = await connect(self.sc, "/ws/events?token=" + t)
+            b = await connect(self.sc, "/ws/events?token=" + t)
+            status, headers, body = self.sc.upgrade("/ws/events?token=" + t)
+            self.assertEqual(status, 429)
+            self.assertIn(b'"error":"too_many_connections"', body)
+            self.assertIn("retry-after", headers)
+            # another user is not affected by u1's connections
+            c = await connect(self.sc, "/ws/events?token=" + self.tok("u2", "p1"))
+            await a.close()
+            # keep connecting until the per-IP budget (6 per minute) runs out
+            deadline = time.monotonic() + 3
+            while True:
+                status = self.sc.upgrade("/ws/events?token=" + self.tok("u3", "p1"))[0]
+                if status != 101 or time.monotonic() > deadline:
+                    break
+            self.assertEqual(status, 429)
+            m = self.sc.metrics()
+            self.assertGreaterEqual(m['ringside_http_rejections_total{reason="user_conns"}'], 1)
+            self.assertGreaterEqual(m['ringside_http_rejections_total{reason="conn_rate"}'], 1)
+            await b.close()
+            await c.close()
+        run_async(go())
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -36,6 +36,9 @@ class Sidecar:
         cmd = [binpath("ringside"), "--listen", "127.0.0.1:0", "--shm-dir", self.shm_dir]
         if no_auth:
             cmd.append("--no-auth")
+        # Tests connect many times from 127.0.0.1: admission limits are off unless a test sets
+        # them (later flags win).
+        cmd += ["--conn-rate", "0", "--user-conns", "0"]
         cmd += list(args)
         full_env = dict(os.environ)
         full_env.update(env or {})

@@ -15,7 +15,7 @@
 static void test_filter_ids(void **state)
 {
     (void)state;
-    filter_list l;
+    filter_list l = {0, NULL};
     char err[200];
     assert_int_equal(filter_parse_ids("a1,b.2,c_3:x@y-z", &l, "agent_ids", err, sizeof err), 0);
     assert_int_equal(l.n, 3);
@@ -40,6 +40,8 @@ static void test_filter_ids(void **state)
     many[o - 3] = '\0'; /* 50 ids */
     assert_int_equal(filter_parse_ids(many, &l, "project_ids", err, sizeof err), 0);
     assert_int_equal(l.n, 50);
+    filter_list_free(&l);
+    assert_null(l.ids);
 }
 
 static void test_filter_types_and_match(void **state)
@@ -58,6 +60,7 @@ static void test_filter_types_and_match(void **state)
     assert_int_equal(filter_parse_ids("p1,p2", &f.projects, "project_ids", err, sizeof err), 0);
     assert_true(filter_match(&f, FILTER_EV_STATUS, "a", "p2"));
     assert_false(filter_match(&f, FILTER_EV_STATUS, "a", "p3"));
+    filter_free(&f);
 }
 
 static void test_utf8(void **state)
