@@ -239,8 +239,8 @@ static void lg_conn_finish(lg_worker *w, lg_conn *c, bool was_open)
         w->pending--;
         atomic_fetch_add_explicit(&w->resolved, 1, memory_order_relaxed);
     }
-    if (was_open)
-        atomic_fetch_sub_explicit(&w->open_now, 1, memory_order_relaxed);
+    if (was_open) /* release: a main thread that sees the count drop also sees its counters */
+        atomic_fetch_sub_explicit(&w->open_now, 1, memory_order_release);
     c->st = LG_ST_DONE;
     free(c->rbuf);
     free(c->wbuf);
@@ -1087,8 +1087,9 @@ int main(int argc, char **argv)
         size_t still_open = 0;
         for (int t = 0; t < cfg.threads; t++)
             still_open += atomic_load(&workers[t].open_now);
-        if (still_open == 0)
-            break; /* every connection was closed: nothing more can arrive */
+        /* Every connection closed: nothing more can arrive; one last look at the counters below
+         * decides whether everything expected had arrived before the closes. */
+        bool last = still_open == 0;
         if (cfg.expect > 0 || cfg.expect_bytes > 0) {
             uint64_t ev = 0, bb = 0;
             for (int t = 0; t < cfg.threads; t++) {
@@ -1100,6 +1101,8 @@ int main(int argc, char **argv)
                 break;
             }
         }
+        if (last)
+            break;
         nanosleep(&tick, NULL);
     }
     uint64_t t_end = lg_now_ns(CLOCK_MONOTONIC);

@@ -65,10 +65,12 @@ for s in $(bench_servers); do
         --duration $((SECS + SLACK))
     t0=$(date +%s.%N)
     echo go >&"$pin"
-    wait "$pub_pid" || { cat <&"$perr" >&2; die "publisher failed"; }
-    exec {pin}>&- {perr}<&-
+    # The loadgen ends when every byte has arrived (or the server closed every stream), so t1 is
+    # the arrival of the last byte; the publisher's own exit (closing 100 handles) is not counted.
     loadgen_wait "term_$s"
     t1=$(date +%s.%N)
+    wait "$pub_pid" || { cat <&"$perr" >&2; die "publisher failed"; }
+    exec {pin}>&- {perr}<&-
     server_stop
     j=$WORK/term_$s.json
     got=$(json "$j" 'j["binary_bytes"]')
