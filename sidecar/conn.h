@@ -75,8 +75,11 @@ typedef struct conn {
     msg **q;              /* ring of queued messages, q_cap entries */
     size_t q_head, q_len, q_cap;
     size_t q_bytes;
-    msg *sending;         /* message handed to wslay, read from by the fragment source */
-    size_t sending_off;
+    msg **ob;             /* outbox: wire forms taken off the queue, written with one writev */
+    size_t ob_n;          /* messages in the outbox (at most 64) */
+    size_t ob_off;        /* bytes of the first outbox frame (header included) already written */
+    int readable;         /* libev reported EV_READ and recv has not yet said EAGAIN */
+    int close_pending;    /* close frame waits for the half-written outbox frame */
     uint64_t drops_unreported; /* messages dropped since the last "dropped" notice */
     uint64_t drops_total;
     double tokens;        /* outbound rate-limit bucket */

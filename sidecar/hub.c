@@ -58,6 +58,7 @@ typedef struct agent {
     char detail[IPC_TEXT_MAX + 1];
     uint64_t status_ts_ns;
     int rings; /* attached rings (processes) of this agent */
+    int died;  /* its last process ended without closing (cleared when a ring attaches) */
     uint32_t replay_refs; /* replay entries pointing here: the agent is kept while any exist */
     uint64_t active_mono; /* last event or ring change, for eviction */
     task *tasks;
@@ -212,7 +213,9 @@ static void progress_fields(buf *b, const task *t)
 
 static void broadcast(hub *h, msg *m, uint32_t type, const agent *a)
 {
-    for (conn *c = h->event_subs; c != NULL; c = c->sub_next) {
+    /* next is taken first: sending may end a connection (and unlink it) */
+    for (conn *c = h->event_subs, *next; c != NULL; c = next) {
+        next = c->sub_next;
         if (!filter_match(&c->filt, type, a->id, a->project) || !conn_may_see(c, a->project, a->id))
             continue;
         if (c->replaying) {
@@ -505,7 +508,8 @@ static void term_bytes(hub *h, task *t, const uint8_t *data, size_t len, uint64_
     uint64_t pos = t->sb_end;
     sb_append(t, data, len);
     msg *m = NULL;
-    for (conn *c = t->subs; c != NULL; c = c->sub_next) {
+    for (conn *c = t->subs, *next; c != NULL; c = next) {
+        next = c->sub_next;
         if (c->paused || c->term_behind || c->term_pos != pos)
             continue;
         if (m == NULL) {
@@ -568,6 +572,7 @@ void hub_ring_attached(hub *h, const ipc_identity *id)
 {
     agent *a = find_agent(h, id, 1);
     a->rings++;
+    a->died = 0;
 }
 
 void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
@@ -639,8 +644,10 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
     case IPC_EV_TERM_GAP: {
         task *t = get_task(h, a, ev->task_id, ev->ts_ns);
         t->term_lost += ev->lost;
-        for (conn *c = t->subs; c != NULL; c = c->sub_next)
+        for (conn *c = t->subs, *next; c != NULL; c = next) {
+            next = c->sub_next;
             send_gap(c, t, "ring_overrun", ev->lost);
+        }
         break;
     }
     case IPC_EV_LOST: {
@@ -663,6 +670,7 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean)
     if (a->rings > 0 || clean)
         return;
     g_metrics.agent_deaths++;
+    a->died = 1;
     uint64_t now = util_now_ns();
     log_warn("agent ended without closing", "\"agent\":\"%s\",\"project\":\"%s\",\"pid\":%d",
              a->id, a->project, (int)id->pid);
@@ -738,7 +746,9 @@ static void snapshot(hub *h, conn *c, buf *b)
             json_knull(b, "status");
         }
         json_kstr(b, "detail", a->detail);
-        json_kbool(b, "alive", a->rings > 0);
+        /* alive: not known to have died.  Shell agents publish from short-lived processes that
+         * close cleanly, so "no ring open right now" alone says nothing. */
+        json_kbool(b, "alive", !a->died);
         json_key(b, "tasks");
         buf_puts(b, "[");
         for (task *t = a->tasks; t != NULL; t = t->next) {
@@ -1083,7 +1093,8 @@ void hub_cluster_state(hub *h, int available)
     /* Clients get a fresh snapshot whenever the cluster view changes, marked stale or not. */
     buf b;
     buf_init(&b);
-    for (conn *c = h->event_subs; c != NULL; c = c->sub_next) {
+    for (conn *c = h->event_subs, *next; c != NULL; c = next) {
+        next = c->sub_next;
         buf_reset(&b);
         snapshot(h, c, &b);
         conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -284,6 +285,13 @@ static void rc_drop(redis_conn *rc)
     if (ac != NULL) {
         rc->ac = NULL;
         ac->data = NULL;
+        if (ac->c.fd >= 0) {
+            /* Reset, not close: commands still in the socket's send queue (their deadline passed
+             * and their callbacks already failed) must not reach Redis when a partition heals,
+             * or a persisted event the hub delivered locally as stale would be stored again. */
+            struct linger lg = {1, 0};
+            setsockopt(ac->c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
         redisAsyncFree(ac); /* deferred by hiredis when inside one of its callbacks */
     }
     if (was_ready)

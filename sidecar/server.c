@@ -596,7 +596,12 @@ static void admit_done(void *ud, int retry_after_s, int reason)
     if (c->state != CONN_HTTP)
         return;
     ev_io_start(c->srv->loop, &c->io);
-    if (retry_after_s > 0) {
+    if (retry_after_s < 0) {
+        /* Redis failed after taking the request: the local limits already passed. */
+        finish_upgrade(c);
+        return;
+    }
+    if (retry_after_s != 0) {
         char retry[64];
         snprintf(retry, sizeof retry, "Retry-After: %d\r\n", retry_after_s);
         if (reason == 0)
@@ -609,6 +614,10 @@ static void admit_done(void *ud, int retry_after_s, int reason)
                           "you have too many open connections (--user-conns): close a dashboard "
                           "tab and retry",
                           retry);
+        /* outside the read path: nothing else will notice the response is ready */
+        ev_io_stop(c->srv->loop, &c->io);
+        ev_io_set(&c->io, c->fd, EV_WRITE);
+        ev_io_start(c->srv->loop, &c->io);
         return;
     }
     finish_upgrade(c);
@@ -762,8 +771,10 @@ static void route(conn *c, const http_request *req)
             respond(c, 200, "OK", "application/json", NULL, ok, sizeof ok - 1);
         } else {
             static const char no[] = "{\"status\":\"draining\"}\n";
-            respond(c, 503, "Service Unavailable", "application/json", "Retry-After: 5\r\n", no,
-                    sizeof no - 1);
+            static const char catching[] = "{\"status\":\"catching_up\"}\n";
+            const char *body = srv->draining ? no : catching;
+            respond(c, 503, "Service Unavailable", "application/json", "Retry-After: 5\r\n", body,
+                    strlen(body));
         }
         return;
     }
@@ -916,8 +927,11 @@ static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_start(c->srv->loop, &c->io);
         return;
     }
-    if (c->state == CONN_WS || c->state == CONN_CLOSING)
+    if (c->state == CONN_WS || c->state == CONN_CLOSING) {
+        if (revents & EV_READ)
+            c->readable = 1;
         conn_pump(c);
+    }
 }
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -952,6 +966,10 @@ void server_ws_closed(server *srv)
 
 int server_ready(const server *srv)
 {
+    /* With Redis: not ready while the cluster stream is being caught up after a gap (issue 7's
+     * self-check).  A Redis outage alone does not make the pod unready: local delivery goes on. */
+    if (srv->cl != NULL && cluster_available(srv->cl) && !cluster_ready(srv->cl))
+        return 0;
     return !srv->draining;
 }
 

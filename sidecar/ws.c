@@ -8,6 +8,7 @@
 #include <string.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,8 +28,9 @@
 #define MAX_BAD_MESSAGES 20        /* invalid client messages before close 1008 */
 #define SUBSCRIBE_RATE 10.0        /* subscribe messages per second (B3) */
 #define WSLAY_QUEUE_READ_LIMIT (64u * 1024u) /* reading pauses while this much waits in wslay */
+#define OUTBOX_MAX 64   /* data frames per writev */
+#define WRITE_BATCHES 16 /* writevs per pump before other connections get their turn */
 
-static void feed(conn *c);
 
 /* ---- wslay callbacks ------------------------------------------------------------------------ */
 
@@ -75,6 +77,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->readable = 0; /* until libev says otherwise: no recv per write (see conn_pump) */
             wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         } else {
             c->io_failed = 1;
@@ -116,39 +119,6 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
         }
         return -1;
     }
-}
-
-/* Source of the message being sent: reads from the shared msg without copying it per client. */
-static ssize_t fragment_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len,
-                           const union wslay_event_msg_source *source, int *eof, void *user_data)
-{
-    (void)ctx;
-    (void)source;
-    conn *c = user_data;
-    msg *m = c->sending;
-    if (m == NULL) {
-        *eof = 1;
-        return 0;
-    }
-    size_t n = m->len - c->sending_off;
-    if (n > len)
-        n = len;
-    memcpy(data, m->data + c->sending_off, n);
-    c->sending_off += n;
-    if (c->sending_off == m->len) {
-        *eof = 1;
-        g_metrics.sent[m->kind]++;
-        c->msgs_out++;
-        if (m->ts_ns != 0) {
-            uint64_t now = util_now_ns();
-            if (now > m->ts_ns)
-                metrics_observe_latency(now - m->ts_ns);
-        }
-        c->sending = NULL;
-        c->sending_off = 0;
-        msg_unref(m);
-    }
-    return (ssize_t)n;
 }
 
 static void send_error(conn *c, const char *code, const char *text)
@@ -465,7 +435,7 @@ static int ws_context_new(conn *c)
 static int hibernatable(const conn *c)
 {
     return c->state == CONN_WS && c->ws != NULL && c->close_after_flush == 0 &&
-           !c->shutdown_pending && c->q_len == 0 && c->sending == NULL && !c->send_blocked &&
+           !c->shutdown_pending && c->q_len == 0 && c->ob_n == 0 && !c->send_blocked &&
            !c->frame_open && !c->in_fragment && c->frame_bytes == c->bytes_in && c->pre == NULL &&
            !c->replaying && wslay_event_get_queued_msg_count(c->ws) == 0 &&
            !wslay_event_want_write(c->ws) && wslay_event_want_read(c->ws);
@@ -477,6 +447,8 @@ int ws_conn_hibernate(conn *c)
         return 0;
     wslay_event_context_free(c->ws);
     c->ws = NULL;
+    free(c->ob);
+    c->ob = NULL;
     g_metrics.hibernations++;
     if (!ev_is_active(&c->io) || c->io.events != EV_READ) {
         ev_io_stop(c->srv->loop, &c->io);
@@ -506,6 +478,7 @@ int ws_conn_init(conn *c)
     const config *cfg = c->srv->cfg;
     c->frame_bytes = c->bytes_in;
     c->active_mono = util_mono_ns();
+    c->readable = 1;
     c->q_cap = 16;
     c->q = xcalloc(c->q_cap, sizeof *c->q);
     c->state = CONN_WS;
@@ -540,8 +513,11 @@ void ws_conn_deinit(conn *c)
     free(c->q);
     c->q = NULL;
     c->q_len = 0;
-    msg_unref(c->sending);
-    c->sending = NULL;
+    for (size_t i = 0; i < c->ob_n; i++)
+        msg_unref(c->ob[i]);
+    free(c->ob);
+    c->ob = NULL;
+    c->ob_n = c->ob_off = 0;
     free(c->pre);
     c->pre = NULL;
     encode_inflater_free(c->inf);
@@ -594,6 +570,12 @@ static void close_now(conn *c, uint16_t code, close_reason why, const char *text
 {
     if (wake(c) != 0)
         return;
+    /* Unsent data frames are dropped, except one already half-written: it is finished first and
+     * the close frame follows it (conn_pump), within the close grace. */
+    size_t keep = c->ob_off > 0 ? 1 : 0;
+    for (size_t i = keep; i < c->ob_n; i++)
+        msg_unref(c->ob[i]);
+    c->ob_n = keep;
     c->state = CONN_CLOSING;
     c->why_set = 1;
     c->why = why;
@@ -601,7 +583,10 @@ static void close_now(conn *c, uint16_t code, close_reason why, const char *text
     c->close_code = code;
     c->close_after_flush = 0;
     snprintf(c->close_text, sizeof c->close_text, "%s", text);
-    wslay_event_queue_close(c->ws, code, (const uint8_t *)text, strlen(text));
+    if (keep == 0)
+        wslay_event_queue_close(c->ws, code, (const uint8_t *)text, strlen(text));
+    else
+        c->close_pending = 1;
     ev_timer_stop(c->srv->loop, &c->timer);
     ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
     ev_timer_start(c->srv->loop, &c->timer);
@@ -761,19 +746,13 @@ void conn_send_text(conn *c, const char *json, size_t len, msg_kind kind, int cr
     msg_unref(m);
 }
 
-/* Moves queued messages into wslay, one at a time, honouring pause and the outbound rate. */
-static void feed(conn *c)
+/* Takes the next message to send off the queue, or returns NULL when nothing may go now.  Applies
+ * the queue TTL of progress, the outbound rate with its critical bypass, the "dropped" notice and
+ * the terminal catch-up (hub_conn_drained), in that order.  The caller owns the result. */
+static msg *next_message(conn *c)
 {
     const config *cfg = c->srv->cfg;
-    if (c->state != CONN_WS)
-        return;
-    while (c->sending == NULL && wslay_event_get_queued_msg_count(c->ws) == 0) {
-        if (c->q_len == 0 && c->close_after_flush != 0) {
-            char text[sizeof c->close_text];
-            snprintf(text, sizeof text, "%s", c->close_text);
-            close_now(c, c->close_after_flush, c->close_after_why, text);
-            return;
-        }
+    for (int guard = 0; guard < 4096; guard++) {
         if (c->q_len == 0) {
             c->behind_since_mono = 0;
             if (c->drops_unreported > 0) {
@@ -781,15 +760,14 @@ static void feed(conn *c)
                 int n = snprintf(json, sizeof json, "{\"type\":\"dropped\",\"count\":%llu}",
                                  (unsigned long long)c->drops_unreported);
                 c->drops_unreported = 0;
-                msg *m = msg_new(json, (size_t)n, WSLAY_TEXT_FRAME, MSG_CONTROL, 1);
-                q_push(c, m);
-                msg_unref(m);
-                continue;
+                return msg_new(json, (size_t)n, WSLAY_TEXT_FRAME, MSG_CONTROL, 1);
             }
+            if (c->close_after_flush != 0)
+                return NULL;
             if (c->term_behind || c->endpoint == EP_TERMINAL)
                 hub_conn_drained(c->srv->hub, c);
             if (c->q_len == 0)
-                return;
+                return NULL;
             continue;
         }
         msg *m = c->q[c->q_head];
@@ -825,38 +803,146 @@ static void feed(conn *c)
                         ev_timer_set(&c->rate_timer, (1.0 - c->tokens) / rate, 0.);
                         ev_timer_start(c->srv->loop, &c->rate_timer);
                     }
-                    return;
+                    return NULL;
                 }
                 c->tokens -= 1.0;
             }
         }
-        /* Pick the wire form: each variant is computed once per broadcast and cached on m. */
-        msg *popped = q_pop(c);
-        msg *out = popped;
-        if (c->is_messagepack && out->kind != MSG_TERMINAL)
-            out = encode_msgpack(out);
-        uint8_t rsv = WSLAY_RSV_NONE;
-        if (c->pmd.enabled) {
-            msg *z = encode_deflate(out);
-            if (z != NULL) {
-                out = z;
-                rsv = WSLAY_RSV1_BIT;
+        return q_pop(c);
+    }
+    return NULL;
+}
+
+/* The wire form of m for c (borrowed, cached on m: each variant is computed once per broadcast). */
+static msg *wire_form(const conn *c, msg *m)
+{
+    msg *out = m;
+    if (c->is_messagepack && out->kind != MSG_TERMINAL)
+        out = encode_msgpack(out);
+    if (c->pmd.enabled) {
+        msg *z = encode_deflate(out);
+        if (z != NULL)
+            out = z;
+    }
+    return out;
+}
+
+/* Header of an unmasked server frame carrying all of m (FIN set; RSV1 for permessage-deflate). */
+static size_t frame_header(uint8_t h[10], const msg *m)
+{
+    h[0] = (uint8_t)(0x80u | (m->compressed ? 0x40u : 0u) | (m->opcode & 0x0fu));
+    if (m->len < 126) {
+        h[1] = (uint8_t)m->len;
+        return 2;
+    }
+    if (m->len < 65536) {
+        h[1] = 126;
+        h[2] = (uint8_t)(m->len >> 8);
+        h[3] = (uint8_t)m->len;
+        return 4;
+    }
+    h[1] = 127;
+    for (int i = 0; i < 8; i++)
+        h[2 + i] = (uint8_t)((uint64_t)m->len >> (56 - 8 * i));
+    return 10;
+}
+
+/* A message fully handed to the kernel: count it and its publish→send latency. */
+static void sent_one(conn *c, msg *m)
+{
+    g_metrics.sent[m->kind]++;
+    c->msgs_out++;
+    if (m->ts_ns != 0) {
+        uint64_t now = util_now_ns();
+        if (now > m->ts_ns)
+            metrics_observe_latency(now - m->ts_ns);
+    }
+}
+
+/*
+ * Writes data messages with one writev per batch: the serialised bytes of each message are shared
+ * by every subscriber, so each frame is a 2–10 byte header built here plus a pointer to the shared
+ * payload — no copy, and one system call for everything queued (the batch grows with the load).
+ * wslay keeps parsing input and writing control frames (pong, ping, close); the two never
+ * interleave within a frame (conn_pump alternates only at frame boundaries).
+ * Returns 0 when nothing more can go now, 1 when the socket is full (wait for EV_WRITE), -1 on a
+ * write error.
+ */
+static int write_data(conn *c)
+{
+    for (int batch = 0; batch < WRITE_BATCHES; batch++) {
+        while (c->state == CONN_WS && c->ob_n < OUTBOX_MAX) {
+            msg *m = next_message(c);
+            if (m == NULL)
+                break;
+            if (c->ob == NULL)
+                c->ob = xcalloc(OUTBOX_MAX, sizeof *c->ob);
+            c->ob[c->ob_n++] = msg_ref(wire_form(c, m));
+            msg_unref(m);
+        }
+        if (c->ob_n == 0)
+            return 0;
+        struct iovec iov[2 * OUTBOX_MAX];
+        uint8_t hdr[OUTBOX_MAX][10];
+        int n = 0;
+        size_t total = 0, skip = c->ob_off;
+        for (size_t i = 0; i < c->ob_n; i++) {
+            msg *m = c->ob[i];
+            size_t hl = frame_header(hdr[i], m);
+            const uint8_t *parts[2] = {hdr[i], m->data};
+            size_t lens[2] = {hl, m->len};
+            for (int k = 0; k < 2; k++) {
+                if (skip >= lens[k]) {
+                    skip -= lens[k];
+                    continue;
+                }
+                iov[n].iov_base = (void *)(uintptr_t)(parts[k] + skip);
+                iov[n].iov_len = lens[k] - skip;
+                total += lens[k] - skip;
+                skip = 0;
+                n++;
             }
         }
-        c->sending = msg_ref(out);
-        msg_unref(popped);
-        c->sending_off = 0;
-        struct wslay_event_fragmented_msg fm;
-        memset(&fm, 0, sizeof fm);
-        fm.opcode = c->sending->opcode;
-        fm.source.data = c;
-        fm.read_callback = fragment_cb;
-        if (wslay_event_queue_fragmented_msg_ex(c->ws, &fm, rsv) != 0) {
-            msg_unref(c->sending);
-            c->sending = NULL;
-            return;
+        ssize_t wr = writev(c->fd, iov, n);
+        if (wr == -1) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->send_blocked = 1;
+                return 1;
+            }
+            c->io_failed = 1;
+            if (!c->why_set) {
+                c->why_set = 1;
+                c->why = CLOSE_IO_ERROR;
+            }
+            return -1;
         }
+        c->bytes_out += (uint64_t)wr;
+        g_metrics.bytes_sent += (uint64_t)wr;
+        /* Retire the frames written completely; keep the offset into a partial one. */
+        size_t left = (size_t)wr + c->ob_off, done = 0;
+        while (done < c->ob_n) {
+            uint8_t h[10];
+            size_t flen = frame_header(h, c->ob[done]) + c->ob[done]->len;
+            if (left < flen)
+                break;
+            left -= flen;
+            sent_one(c, c->ob[done]);
+            msg_unref(c->ob[done]);
+            done++;
+        }
+        memmove(c->ob, c->ob + done, (c->ob_n - done) * sizeof *c->ob);
+        c->ob_n -= done;
+        c->ob_off = left;
+        if ((size_t)wr < total) {
+            c->send_blocked = 1;
+            return 1;
+        }
+        c->send_blocked = 0;
     }
+    conn_mark_dirty(c); /* a long queue: continue after the other connections had their turn */
+    return 0;
 }
 
 void conn_pump(conn *c)
@@ -883,12 +969,12 @@ void conn_pump(conn *c)
         uint64_t before_in = c->bytes_in, before_out = c->bytes_out;
         /* While our writes are blocked nothing more is read: a peer that sends (pings, say) but
          * never reads would otherwise grow wslay's reply queue without bound (B12). */
-        int may_read = !c->send_blocked;
+        int may_read = !c->send_blocked && (c->readable || c->pre != NULL);
         if (may_read && wslay_event_want_read(c->ws) && wslay_event_recv(c->ws) != 0) {
             if (!c->io_failed) {
                 /* wslay refused a frame (bad length, fragmented control frame, …) and gave up
                  * without a close frame: send 1002 ourselves, between frames. */
-                if (!c->send_blocked) {
+                if (!c->send_blocked && c->ob_off == 0) {
                     static const uint8_t close1002[4] = {0x88, 0x02, 0x03, 0xea};
                     ssize_t n = send(c->fd, close1002, sizeof close1002, MSG_NOSIGNAL);
                     (void)n;
@@ -907,10 +993,30 @@ void conn_pump(conn *c)
         }
         if (c->state == CONN_DEAD)
             return;
-        feed(c);
-        if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
+        /* Writes switch between wslay (control frames) and write_data (data frames) only at frame
+         * boundaries: a half-written data frame is finished first, and data waits while wslay is
+         * mid-frame. */
+        if (c->ob_off == 0 && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
             conn_abort(c, CLOSE_IO_ERROR, "write error");
             return;
+        }
+        if ((c->state == CONN_WS || c->ob_off > 0) &&
+            (c->ob_off > 0 || !wslay_event_want_write(c->ws)) && write_data(c) < 0) {
+            conn_abort(c, CLOSE_IO_ERROR, "write error");
+            return;
+        }
+        if (c->close_pending && c->ob_n == 0) {
+            /* the half-written frame went out: now the close frame */
+            c->close_pending = 0;
+            wslay_event_queue_close(c->ws, c->close_code, (const uint8_t *)c->close_text,
+                                    strlen(c->close_text));
+            continue;
+        }
+        if (c->state == CONN_WS && c->close_after_flush != 0 && c->q_len == 0 && c->ob_n == 0) {
+            char text[sizeof c->close_text];
+            snprintf(text, sizeof text, "%s", c->close_text);
+            close_now(c, c->close_after_flush, c->close_after_why, text);
+            continue; /* the next round sends the close frame */
         }
         if (c->bytes_in == before_in && c->bytes_out == before_out)
             break;
@@ -919,7 +1025,7 @@ void conn_pump(conn *c)
     if (round == 16)
         conn_mark_dirty(c); /* budget used up with work left: go on in this loop iteration */
     int want_read = wslay_event_want_read(c->ws) && !c->send_blocked;
-    int want_write = wslay_event_want_write(c->ws);
+    int want_write = wslay_event_want_write(c->ws) || c->ob_n > 0 || c->close_pending;
     if (!c->why_set && wslay_event_get_close_sent(c->ws)) {
         /* wslay itself closed (1002 protocol error, 1007, 1009 message too big). */
         uint16_t sent = wslay_event_get_status_code_sent(c->ws);
@@ -936,7 +1042,7 @@ void conn_pump(conn *c)
             ev_timer_start(c->srv->loop, &c->timer);
         }
     }
-    if (!wslay_event_want_read(c->ws) && !want_write) {
+    if (!wslay_event_want_read(c->ws) && !want_write && !c->close_pending) {
         /* Close handshake done. */
         if (c->close_code == 0)
             c->close_code = wslay_event_get_status_code_sent(c->ws);

@@ -208,6 +208,37 @@ class Origins(AuthCase):
         run_async(go())
 
 
+class Rotation(AuthCase):
+    def test_sighup_rotates_the_key_without_dropping_connections(self):
+        import signal
+        old_tok = self.tok("u1", "p1")
+        async def go():
+            async with connect(self.sc, "/ws/events?token=" + old_tok) as ws:
+                await recv_json(ws)
+                # a broken key file is refused and the old key stays in use
+                with open(self.key, "w") as f:
+                    f.write("short\n")
+                n = len(self.sc.logs)
+                self.sc.signal(signal.SIGHUP)
+                self.assertIsNotNone(self.sc.wait_log(
+                    lambda l: l.get("msg", "").startswith("JWT key reload failed"), start=n))
+                self.assertEqual(self.sc.upgrade("/ws/events?token=" + old_tok)[0], 101)
+                # the new key replaces the old one
+                with open(self.key, "w") as f:
+                    f.write(os.urandom(48).hex() + "\n")
+                n = len(self.sc.logs)
+                self.sc.signal(signal.SIGHUP)
+                self.assertIsNotNone(self.sc.wait_log(
+                    lambda l: l.get("msg") == "JWT key reloaded", start=n))
+                self.assertEqual(self.sc.upgrade("/ws/events?token=" + old_tok)[0], 401)
+                self.assertEqual(self.sc.upgrade("/ws/events?token=" + self.tok("u1", "p1"))[0], 101)
+                # the connection opened under the old key is still served
+                self.sc.pub("status", "working", "after rotation")
+                m, _ = await recv_until(ws, lambda m: m["type"] == "agent_status")
+                self.assertEqual(m["detail"], "after rotation")
+        run_async(go())
+
+
 class Limits(AuthCase):
     extra = ("--user-conns", "2", "--conn-rate", "6")
 

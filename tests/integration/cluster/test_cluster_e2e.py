@@ -57,14 +57,6 @@ class Redis:
         return "redis://127.0.0.1:%d" % self.port
 
 
-def known_bug(reason):
-    """Marks a test failing because of a known bug outside the cluster layer (see reason);
-    RS_SHOW_XFAIL=1 runs it as an ordinary test."""
-    def deco(f):
-        return f if os.environ.get("RS_SHOW_XFAIL") else unittest.expectedFailure(f)
-    return deco
-
-
 def is_status(agent, seq_min=0):
     return lambda m: m.get("type") == "agent_status" and m.get("agent_id") == agent and \
         m.get("seq", 0) > seq_min
@@ -117,9 +109,6 @@ class TestFanoutAndReplay(ClusterCase):
                 self.assertEqual(agents["a1"]["status"], "working")
         run_async(run())
 
-    @known_bug("ws.c conn pump: after its 16-round cap with messages still queued and nothing in "
-               "wslay, neither EV_WRITE nor dirty is set, so a replay of more than 16 events stalls "
-               "until the next live event or heartbeat")
     def test_resume_on_other_instance_gets_exactly_the_missed_events(self):
         async def run():
             async with connect(self.a) as wsa:
@@ -192,8 +181,6 @@ class TestFanoutAndReplay(ClusterCase):
 class TestClusterWideLimits(ClusterCase):
     extra = ("--conn-rate", "2")
 
-    @known_bug("server.c admit_done: a refusal after the asynchronous cluster verdict sets the 429 "
-               "response but never marks the connection dirty, so it is not written")
     def test_429_counts_both_instances(self):
         self.assertEqual(self.a.upgrade("/ws/events")[0], 101)
         self.assertEqual(self.b.upgrade("/ws/events")[0], 101)

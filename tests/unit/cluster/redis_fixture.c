@@ -127,10 +127,32 @@ int rt_redis_start(rt_redis *r, const char *const *extra)
     for (int i = 0; extra != NULL && extra[i] != NULL && n < 46; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
-    r->pid = spawn((char *const *)argv, logpath);
-    if (r->pid <= 0)
-        return -1;
-    return wait_ping(r->port, 5.0);
+    /* A restart on the same port can race a client's ephemeral port or a socket still closing:
+     * when the server exits at once (bind failed), try again for up to 10 s. */
+    double end = mono() + 10.0;
+    for (;;) {
+        r->pid = spawn((char *const *)argv, logpath);
+        if (r->pid <= 0)
+            return -1;
+        int rc = -1;
+        while (mono() < end) {
+            if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
+                r->pid = 0;
+                break; /* exited: retry below */
+            }
+            if (wait_ping(r->port, 0.2) == 0) {
+                rc = 0;
+                break;
+            }
+        }
+        if (rc == 0)
+            return 0;
+        if (r->pid > 0 || mono() >= end) {
+            rt_redis_kill(r);
+            return -1;
+        }
+        usleep(100000);
+    }
 }
 
 int rt_sentinel_start(rt_redis *r, int master_port)
