@@ -16,7 +16,7 @@
  *
  * The run is bounded: the connect phase by --connect-timeout, the measurement by --duration (from
  * READY), and it ends earlier once every connection has received --expect events or
- * --expect-bytes binary bytes.
+ * --expect-bytes binary bytes, or once the server has closed every connection.
  */
 #include "lg_hist.h"
 
@@ -99,7 +99,8 @@ typedef struct lg_conn {
     bool want_out;         /* EPOLLOUT armed */
     bool close_sent;
     uint64_t events;       /* counted events received */
-    uint64_t bin_bytes;    /* binary payload bytes received (also the pattern offset) */
+    uint64_t bin_bytes;    /* binary payload bytes received */
+    uint64_t stream_pos;   /* bin_bytes + gap bytes the server declared: the pattern offset */
 } lg_conn;
 
 /* Plain counters, summed field by field when threads are merged (so: only uint64_t here). */
@@ -135,6 +136,7 @@ typedef struct lg_worker {
     lg_stats st;
     _Atomic uint64_t events; /* mirror of the sum of conns[].events for the main thread */
     _Atomic uint64_t bin_bytes;
+    _Atomic uint64_t gap_bytes; /* declared terminal gap bytes, for the --expect-bytes stop */
     _Atomic size_t resolved; /* connections that are open or failed */
     _Atomic size_t open_now;
     uint64_t rng;
@@ -237,8 +239,8 @@ static void lg_conn_finish(lg_worker *w, lg_conn *c, bool was_open)
         w->pending--;
         atomic_fetch_add_explicit(&w->resolved, 1, memory_order_relaxed);
     }
-    if (was_open)
-        atomic_fetch_sub_explicit(&w->open_now, 1, memory_order_relaxed);
+    if (was_open) /* release: a main thread that sees the count drop also sees its counters */
+        atomic_fetch_sub_explicit(&w->open_now, 1, memory_order_release);
     c->st = LG_ST_DONE;
     free(c->rbuf);
     free(c->wbuf);
@@ -501,10 +503,15 @@ static int lg_on_text(lg_worker *w, lg_conn *c, const uint8_t *m, size_t len)
     case LG_T_DROPPED:
         s->c.dropped_count += lg_scan_u64(m, len, "\"count\"", 7);
         break;
-    case LG_T_GAP:
+    case LG_T_GAP: {
+        uint64_t gb = lg_scan_u64(m, len, "\"bytes\"", 7);
         s->c.gap_count += lg_scan_u64(m, len, "\"count\"", 7);
-        s->c.gap_bytes += lg_scan_u64(m, len, "\"bytes\"", 7);
+        s->c.gap_bytes += gb;
+        /* Declared loss: the stream continues gb bytes further on (the pattern resynchronises). */
+        c->stream_pos += gb;
+        atomic_fetch_add_explicit(&w->gap_bytes, gb, memory_order_relaxed);
         break;
+    }
     default:
         break;
     }
@@ -515,11 +522,12 @@ static void lg_on_binary(lg_worker *w, lg_conn *c, const uint8_t *p, size_t len)
 {
     lg_stats *s = &w->st;
     if (cfg.verify_pattern) {
-        uint64_t off = c->bin_bytes;
+        uint64_t off = c->stream_pos;
         for (size_t i = 0; i < len; i++)
             if (p[i] != (uint8_t)((off + i) % 251u))
-                s->c.pattern_errors++; /* lost or reordered bytes shift every later byte */
+                s->c.pattern_errors++; /* undeclared loss or reordering shifts every later byte */
     }
+    c->stream_pos += len;
     c->bin_bytes += len;
     s->c.bin_bytes += len;
     uint64_t now = lg_now_ns(CLOCK_MONOTONIC);
@@ -846,8 +854,10 @@ static void lg_usage(FILE *f)
             "  --max-pending N             connects/handshakes in flight (default 512)\n"
             "  --connect-timeout S         bound on the connect phase (default 30)\n"
             "  --expect N                  events each connection should get; stop early when all did\n"
-            "  --expect-bytes N            binary bytes each connection should get (terminal)\n"
-            "  --verify-pattern            binary byte k of a connection must equal k %% 251\n"
+            "  --expect-bytes N            binary bytes each connection should get (terminal;\n"
+            "                              bytes a gap message declares lost count as accounted)\n"
+            "  --verify-pattern            binary byte k of a connection's stream must equal\n"
+            "                              k %% 251 (k counts declared gap bytes too)\n"
             "  --threads 1|2               (default 1)\n"
             "  --cpu C[,C]                 pin thread(s) to CPU(s)\n"
             "  --src-addrs N               bind to 127.0.0.1..N as source (default: auto)\n"
@@ -1074,17 +1084,25 @@ int main(int argc, char **argv)
     deadline = t_ready + (uint64_t)(cfg.duration_s * 1e9);
     bool all_expected = false;
     while (lg_now_ns(CLOCK_MONOTONIC) < deadline) {
+        size_t still_open = 0;
+        for (int t = 0; t < cfg.threads; t++)
+            still_open += atomic_load(&workers[t].open_now);
+        /* Every connection closed: nothing more can arrive; one last look at the counters below
+         * decides whether everything expected had arrived before the closes. */
+        bool last = still_open == 0;
         if (cfg.expect > 0 || cfg.expect_bytes > 0) {
             uint64_t ev = 0, bb = 0;
             for (int t = 0; t < cfg.threads; t++) {
                 ev += atomic_load(&workers[t].events);
-                bb += atomic_load(&workers[t].bin_bytes);
+                bb += atomic_load(&workers[t].bin_bytes) + atomic_load(&workers[t].gap_bytes);
             }
             if (ev >= cfg.expect * open_now && bb >= cfg.expect_bytes * open_now && open_now > 0) {
                 all_expected = true;
                 break;
             }
         }
+        if (last)
+            break;
         nanosleep(&tick, NULL);
     }
     uint64_t t_end = lg_now_ns(CLOCK_MONOTONIC);

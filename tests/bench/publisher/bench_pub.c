@@ -5,7 +5,8 @@
  *  - SDK (default; built when libringside is): N agent handles (rs_open each), publishing agent
  *    status changes (alternating working/idle, so each one is a transition), task progress, or
  *    terminal bytes through rs_* — the path Ringside's users take.
- *  - HTTP (--http URL): the same events as Ringside's wire JSON (with "ts_ns" set at send time),
+ *  - HTTP (--http URL): the same events as Ringside's wire JSON ("ts_ns" set at send time, or with
+ *    --ts-due at the time the event was due),
  *    POSTed over one keep-alive connection, for peers that publish by HTTP (nginx+nchan).
  *
  * The schedule is absolute: event k of the run is due at t0 + k / (agents × rate), so a slow
@@ -52,6 +53,7 @@ typedef struct bp_config {
     const char *task_fmt;
     const char *http_url;
     uint32_t term_ring_bytes;
+    bool ts_due; /* HTTP: ts_ns = the event's scheduled time, not its send time */
     int cpu;
     bool end_task;
     bool go_on_stdin; /* after opening handles and starting tasks, print OPEN, wait for a line */
@@ -195,6 +197,9 @@ static void bp_usage(FILE *f)
             "                        is the agent index)\n"
             "  --go-on-stdin         set up (handles, tasks), print OPEN on stderr, then wait for\n"
             "                        one line on stdin before publishing (terminal benchmarks)\n"
+            "  --ts-due              HTTP back end: stamp ts_ns with the time the event was due\n"
+            "                        on the schedule, so a server that holds the publisher back\n"
+            "                        (slow POST responses) is charged for the wait\n"
             "  --cpu C               pin to CPU C\n");
 }
 
@@ -217,6 +222,8 @@ static int bp_parse(int argc, char **argv)
         if (strcmp(a, "--help") == 0) {
             bp_usage(stdout);
             exit(0);
+        } else if (strcmp(a, "--ts-due") == 0) {
+            cfg.ts_due = true;
         } else if (strcmp(a, "--no-end") == 0) {
             cfg.end_task = false;
         } else if (strcmp(a, "--go-on-stdin") == 0) {
@@ -360,11 +367,13 @@ int main(int argc, char **argv)
     uint64_t published = 0, errors = 0, full = 0, bytes = 0, http_reconnects = 0;
     int last_err = 0;
     uint64_t t0 = bp_now_ns(CLOCK_MONOTONIC);
+    uint64_t rt0 = bp_now_ns(CLOCK_REALTIME);
     uint64_t max_behind_ns = 0;
     char body[1024];
     for (uint64_t k = 0; k < total; k++) {
+        uint64_t due = 0;
         if (total_rate > 0) {
-            uint64_t due = t0 + (uint64_t)((double)k * 1e9 / total_rate);
+            due = t0 + (uint64_t)((double)k * 1e9 / total_rate);
             uint64_t now = bp_now_ns(CLOCK_MONOTONIC);
             if (due > now + 20000) {
                 struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
@@ -378,6 +387,8 @@ int main(int argc, char **argv)
         int rc = 0;
         if (cfg.http_url != NULL) {
             uint64_t ts = bp_now_ns(CLOCK_REALTIME);
+            if (cfg.ts_due && due != 0)
+                ts = rt0 + (due - t0);
             int bl = 0;
             const void *payload = body;
             const char *ctype = "application/json";

@@ -32,7 +32,8 @@ for s in $(bench_servers); do
     P99[$s]=$FO_P99
     args+=("${s}_delivered_ratio=$FO_RATIO" "${s}_p50_us=$FO_P50" "${s}_p99_us=$FO_P99"
            "${s}_p99_9_us=$FO_P999" "${s}_max_us=$FO_MAX" "${s}_deliveries_per_s=$FO_DPS"
-           "${s}_server_cpu_us_per_delivery=$FO_CPU_US" "${s}_loadgen_cpu_util=$FO_LG_UTIL")
+           "${s}_server_cpu_us_per_delivery=$FO_CPU_US" "${s}_loadgen_cpu_util=$FO_LG_UTIL"
+           "${s}_publish_rate=$FO_PUB_RATE" "${s}_publish_refused=$FO_PUB_ERRORS")
 done
 [[ $SERVERS == both ]] && args+=("p99_ringside_vs_nchan=$(ratio "${P99[ringside]}" "${P99[nchan]}")")
 [[ $SERVERS != nchan ]] && args+=("ringside_options=${RINGSIDE_LIMIT_ARGS[*]}")

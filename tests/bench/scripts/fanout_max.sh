@@ -8,6 +8,8 @@
 # step passes when delivered ≥ 99 % and p99 ≤ 100 ms; stepping stops at the first failure. Reports
 # the best passing step, server CPU µs per delivery and the loadgen's own CPU utilisation (near 1.0
 # means the load client, not the server, was the limit: rerun with --pin, or see the docs).
+# steps: one "rate:deliveries_per_s:delivered_ratio:p99_us:server_cpu_us_per_delivery:loadgen_cpu_util"
+# per step run.
 source "$(dirname "$0")/lib.sh"
 bench_parse_common "$@"
 set -- "${BENCH_ARGS[@]+"${BENCH_ARGS[@]}"}"
@@ -31,7 +33,7 @@ for s in $(bench_servers); do
         count=$(awk -v r="$r" -v s="$SECS" 'BEGIN {printf "%d", r * s}')
         fanout_run "max_${s}_$r" "$SUBS" 1 "$r" "$count"
         server_stop
-        steps+=("$r:$FO_DPS:$FO_RATIO:$FO_P99")
+        steps+=("$r:$FO_DPS:$FO_RATIO:$FO_P99:$FO_CPU_US:$FO_LG_UTIL")
         pass=$(awk -v q="$FO_RATIO" -v p="$FO_P99" 'BEGIN {print (q >= 0.99 && p <= 100000) ? 1 : 0}')
         [[ $pass == 1 ]] || break
         BEST[$s]=$FO_DPS best_cpu=$FO_CPU_US best_p99=$FO_P99 best_rate=$r
