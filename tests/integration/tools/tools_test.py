@@ -537,8 +537,10 @@ class InstallTest(ShmCase):
         self.assertEqual((ring["agent"], ring["owner"]), ("installed", "carol"))
         self.assertEqual(term_bytes(recs, "inst-1"), b"\x1b[1mhi\x1b[0m")
         self.assertEqual([(e["outcome"], e["exit_code"]) for e in of(recs, "task_end")], [(4, 0)])
+        # an ended task's last progress comes before its end; a running task's latest value too
         self.assertEqual([(p["task"], p["step"], p["total"], p["message"])
-                          for p in of(recs, "progress")], [("inst-2", 7, 9, "still open")])
+                          for p in of(recs, "progress")],
+                         [("inst-1", 1, 2, "half"), ("inst-2", 7, 9, "still open")])
         # The installed CLI works from the install tree alone.
         pub = self.run_tool([os.path.join(prefix, "bin", "ringside-pub"), "--shm-dir", self.shm,
                              "--agent", "installed", "--project", "proj", "status", "idle"])
