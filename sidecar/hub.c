@@ -45,6 +45,7 @@ typedef struct task {
     uint64_t sb_start, sb_end;
     uint64_t term_lost;
     conn *subs; /* terminal subscribers */
+    uint64_t relay_until; /* owner: relay bytes to the cluster until then (a remote watcher) */
     struct agent *agent;
     struct task *next;
 } task;
@@ -59,6 +60,7 @@ typedef struct agent {
     uint64_t status_ts_ns;
     int rings; /* attached rings (processes) of this agent */
     int died;  /* its last process ended without closing (cleared when a ring attaches) */
+    int local; /* its rings are read by this instance (it owns the terminal bytes) */
     uint32_t replay_refs; /* replay entries pointing here: the agent is kept while any exist */
     uint64_t active_mono; /* last event or ring change, for eviction */
     task *tasks;
@@ -92,6 +94,7 @@ struct hub {
     size_t r_head, r_len, r_cap;
     ev_timer progress_timer;
     ev_timer sweep_timer;   /* evicts agents gone for longer than the replay window */
+    ev_timer relay_timer;   /* renews terminal watch requests to the owning instance */
     buf scratch;
 };
 
@@ -502,10 +505,81 @@ static void send_gap(conn *c, const task *t, const char *reason, uint64_t bytes)
     buf_free(&b);
 }
 
+/* ---- terminal relay across instances (C3) -----------------------------------------------------
+ * The instance that reads an agent's ring owns its terminal bytes.  Another instance with a
+ * viewer of that task publishes a watch request ("agent\ttask\tfrom", every RELAY_RENEW_S); the
+ * owner then publishes the bytes from `from` (its scrollback) and every new chunk, each with its
+ * absolute position ("agent\ttask\tpos\n" + bytes), for RELAY_TTL_S after the last request.
+ * Nothing is relayed while nobody remote watches. */
+#define CLUSTER_TYPE_TERM_WATCH 0x100u
+#define CLUSTER_TYPE_TERM_DATA 0x200u
+#define RELAY_TTL_S 30
+#define RELAY_RENEW_S 10.0
+
+static void relay_chunk(hub *h, const task *t, uint64_t pos, const uint8_t *data, size_t len)
+{
+    buf b;
+    buf_init(&b);
+    buf_printf(&b, "%s\t%s\t%llu\n", t->agent->id, t->id, (unsigned long long)pos);
+    buf_append(&b, data, len);
+    cluster_publish(h->cl, CLUSTER_TYPE_TERM_DATA, b.data, b.len);
+    buf_free(&b);
+}
+
+/* Owner: sends scrollback bytes [from, end) to the cluster in TERM_CHUNK pieces. */
+static void relay_scrollback(hub *h, const task *t, uint64_t from)
+{
+    if (from < t->sb_start)
+        from = t->sb_start;
+    while (from < t->sb_end) {
+        size_t n = (size_t)(t->sb_end - from);
+        if (n > TERM_CHUNK)
+            n = TERM_CHUNK;
+        unsigned char tmp[TERM_CHUNK];
+        for (size_t i = 0; i < n;) {
+            size_t off = (size_t)((from + i) % t->sb_cap);
+            size_t k = t->sb_cap - off;
+            if (k > n - i)
+                k = n - i;
+            memcpy(tmp + i, t->sb + off, k);
+            i += k;
+        }
+        relay_chunk(h, t, from, tmp, n);
+        from += n;
+    }
+}
+
+/* Viewer side: asks the owner for the bytes of t from what this instance already holds. */
+static void relay_request(hub *h, const task *t)
+{
+    if (h->cl == NULL || t->agent->local)
+        return;
+    char req[160];
+    int n = snprintf(req, sizeof req, "%s\t%s\t%llu", t->agent->id, t->id,
+                     (unsigned long long)(t->sb_end > 0 ? t->sb_end : 0));
+    cluster_publish(h->cl, CLUSTER_TYPE_TERM_WATCH, req, (size_t)n);
+}
+
+static void relay_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    hub *h = container_of(w, hub, relay_timer);
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        if (a->local)
+            continue;
+        for (task *t = a->tasks; t != NULL; t = t->next) {
+            if (t->subs != NULL && !t->ended)
+                relay_request(h, t);
+        }
+    }
+}
+
 static void term_bytes(hub *h, task *t, const uint8_t *data, size_t len, uint64_t ts_ns)
 {
-    (void)h;
     uint64_t pos = t->sb_end;
+    if (h->cl != NULL && t->relay_until > util_mono_ns())
+        relay_chunk(h, t, pos, data, len);
     sb_append(t, data, len);
     msg *m = NULL;
     for (conn *c = t->subs, *next; c != NULL; c = next) {
@@ -573,6 +647,7 @@ void hub_ring_attached(hub *h, const ipc_identity *id)
     agent *a = find_agent(h, id, 1);
     a->rings++;
     a->died = 0;
+    a->local = 1;
 }
 
 void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
@@ -859,6 +934,8 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
     c->term_pos = t->sb_start;
     c->term_behind = 1;
     hub_conn_drained(h, c);
+    if (!t->ended)
+        relay_request(h, t);
     return 0;
 }
 
@@ -933,6 +1010,10 @@ uint64_t hub_seq(const hub *h)
 void hub_set_cluster(hub *h, cluster *cl)
 {
     h->cl = cl;
+    if (cl != NULL)
+        ev_timer_start(h->loop, &h->relay_timer);
+    else
+        ev_timer_stop(h->loop, &h->relay_timer);
 }
 
 /* ---- cluster side ------------------------------------------------------------------------------ */
@@ -985,6 +1066,11 @@ static void apply_remote(hub *h, agent *a, const char *type, json_t *o, uint64_t
         t->ended_ns = ts_ns;
         t->outcome = st >= 0 ? (uint8_t)st : 3;
         t->exit_code = (int32_t)json_integer_value(json_object_get(o, "exit_code"));
+        for (conn *c = t->subs, *next; c != NULL; c = next) {
+            next = c->sub_next;
+            if (!c->term_behind && !c->paused)
+                terminal_end_for(h, c, t);
+        }
         trim_tasks(a);
     } else if (strcmp(type, "progress") == 0) {
         t->has_progress = 1;
@@ -995,9 +1081,99 @@ static void apply_remote(hub *h, agent *a, const char *type, json_t *o, uint64_t
     }
 }
 
+/* Splits "agent\ttask\tnumber" (the number ends at '\n' or the end); returns 0 or -1. */
+static int relay_header(const char *p, size_t len, char agent_id[IPC_ID_MAX + 1],
+                        char task_id[IPC_ID_MAX + 1], uint64_t *num, size_t *consumed)
+{
+    const char *end = p + len;
+    const char *t1 = memchr(p, '\t', len);
+    if (t1 == NULL)
+        return -1;
+    const char *t2 = memchr(t1 + 1, '\t', (size_t)(end - t1 - 1));
+    if (t2 == NULL)
+        return -1;
+    const char *nl = memchr(t2 + 1, '\n', (size_t)(end - t2 - 1));
+    const char *ne = nl != NULL ? nl : end;
+    size_t al = (size_t)(t1 - p), tl = (size_t)(t2 - t1 - 1), nlen = (size_t)(ne - t2 - 1);
+    if (!filter_id_valid(p, al) || !filter_id_valid(t1 + 1, tl) || nlen == 0 || nlen > 20)
+        return -1;
+    memcpy(agent_id, p, al);
+    agent_id[al] = '\0';
+    memcpy(task_id, t1 + 1, tl);
+    task_id[tl] = '\0';
+    char num_s[24];
+    memcpy(num_s, t2 + 1, nlen);
+    num_s[nlen] = '\0';
+    char *e;
+    *num = strtoull(num_s, &e, 10);
+    if (*e != '\0')
+        return -1;
+    *consumed = nl != NULL ? (size_t)(nl + 1 - p) : len;
+    return 0;
+}
+
+static void remote_terminal(hub *h, uint32_t type, const char *p, size_t len)
+{
+    char agent_id[IPC_ID_MAX + 1], task_id[IPC_ID_MAX + 1];
+    uint64_t num;
+    size_t used;
+    if (relay_header(p, len, agent_id, task_id, &num, &used) != 0)
+        return;
+    agent *a = NULL;
+    for (agent *x = h->agents; x != NULL; x = x->next) {
+        if (strcmp(x->id, agent_id) == 0)
+            a = x;
+    }
+    if (a == NULL)
+        return;
+    task *t = find_task(a, task_id);
+    if (t == NULL)
+        return;
+    if (type == CLUSTER_TYPE_TERM_WATCH) {
+        if (!a->local)
+            return; /* not ours to serve */
+        int fresh = t->relay_until <= util_mono_ns();
+        t->relay_until = util_mono_ns() + (uint64_t)RELAY_TTL_S * 1000000000ull;
+        if (fresh || num < t->sb_end)
+            relay_scrollback(h, t, num);
+        return;
+    }
+    if (a->local)
+        return; /* our own bytes */
+    const uint8_t *data = (const uint8_t *)p + used;
+    size_t n = len - used;
+    uint64_t pos = num;
+    if (t->sb_end == 0 && t->sb_start == 0) {
+        t->sb_start = t->sb_end = pos; /* first bytes seen here: the owner's position */
+        for (conn *c = t->subs; c != NULL; c = c->sub_next) {
+            if (c->term_pos < pos)
+                c->term_pos = pos; /* they had nothing yet: no gap */
+        }
+    } else if (pos + n <= t->sb_end) {
+        return; /* already have them */
+    } else if (pos < t->sb_end) {
+        data += t->sb_end - pos; /* overlap */
+        n -= (size_t)(t->sb_end - pos);
+        pos = t->sb_end;
+    } else if (pos > t->sb_end) {
+        /* lost on the way: viewers catch up past the hole and are told (gap) */
+        t->term_lost += pos - t->sb_end;
+        t->sb_start = t->sb_end = pos;
+        for (conn *c = t->subs; c != NULL; c = c->sub_next) {
+            c->term_behind = 1; /* the catch-up reports the hole, then follows live */
+            conn_mark_dirty(c);
+        }
+    }
+    term_bytes(h, t, data, n, util_now_ns());
+}
+
 void hub_remote_event(hub *h, const char *origin, uint32_t type, const char *json, size_t len)
 {
-    (void)type;
+    if (type == CLUSTER_TYPE_TERM_WATCH || type == CLUSTER_TYPE_TERM_DATA) {
+        if (strcmp(origin, h->cfg->instance_id) != 0)
+            remote_terminal(h, type, json, len);
+        return;
+    }
     json_error_t err;
     json_t *o = json_loadb(json, len, 0, &err);
     if (o == NULL || !json_is_object(o)) {
@@ -1260,6 +1436,7 @@ hub *hub_new(struct ev_loop *loop, const config *cfg)
     ev_timer_init(&h->progress_timer, progress_timer_cb, 0.1, 0.);
     ev_timer_init(&h->sweep_timer, sweep_cb, 30., 30.);
     ev_timer_start(loop, &h->sweep_timer);
+    ev_timer_init(&h->relay_timer, relay_timer_cb, RELAY_RENEW_S, RELAY_RENEW_S);
     return h;
 }
 
@@ -1270,6 +1447,7 @@ void hub_free(hub *h)
     h->closing = 1;
     ev_timer_stop(h->loop, &h->progress_timer);
     ev_timer_stop(h->loop, &h->sweep_timer);
+    ev_timer_stop(h->loop, &h->relay_timer);
     for (size_t i = 0; i < h->r_len; i++)
         msg_unref(h->replay[(h->r_head + i) % h->r_cap].m);
     free(h->replay);

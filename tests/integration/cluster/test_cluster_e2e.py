@@ -13,6 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import websockets  # noqa: E402
 from rstest import Sidecar, connect, free_port, recv_json, recv_until, run_async  # noqa: E402
 
 
@@ -89,6 +90,54 @@ class ClusterCase(unittest.TestCase):
         self.a.stop()
         self.b.stop()
         self.redis.stop()
+
+
+class TestTerminalRelay(ClusterCase):
+    def test_terminal_of_a_task_on_a_watched_from_b(self):
+        """C3: the terminal of a task whose agent runs on A is watched from B: scrollback first,
+        then live bytes, byte-exact, then the task's end and close 1000."""
+        early = bytes(range(256)) * 8 + b"\x1b[31mred\x1b[0m\n"
+        late = b"\x1b[32mlive\x1b[0m " + os.urandom(3000)
+        self.a.pub("task-start", "tr1", "relayed", agent="ag")
+        self.a.pub("term", "tr1", agent="ag", stdin=early)
+
+        async def run():
+            # B learns of the task through the cluster (task_started); then a viewer attaches
+            async with connect(self.b) as ev:
+                await recv_json(ev)
+                deadline = time.monotonic() + 5
+                while True:
+                    status = self.b.upgrade("/ws/terminal/tr1")[0]
+                    if status == 101:
+                        break
+                    self.assertLess(time.monotonic(), deadline, "B never knew task tr1")
+                    await asyncio.sleep(0.05)
+            async with connect(self.b, "/ws/terminal/tr1") as term:
+                head = await recv_json(term)
+                self.assertEqual(head["type"], "terminal")
+                got = b""
+                while len(got) < len(early):
+                    m = await asyncio.wait_for(term.recv(), 5)
+                    if isinstance(m, bytes):
+                        got += m
+                self.assertEqual(got, early)
+                self.a.pub("term", "tr1", agent="ag", stdin=late)
+                while len(got) < len(early) + len(late):
+                    m = await asyncio.wait_for(term.recv(), 5)
+                    if isinstance(m, bytes):
+                        got += m
+                self.assertEqual(got, early + late)
+                self.a.pub("task-end", "tr1", "completed", "0", agent="ag")
+                end = None
+                while end is None:
+                    m = await asyncio.wait_for(term.recv(), 5)
+                    if isinstance(m, str) and '"task_ended"' in m:
+                        end = m
+                self.assertIn('"exit_code":0', end)
+                with self.assertRaises(websockets.exceptions.ConnectionClosed) as cm:
+                    await asyncio.wait_for(term.recv(), 5)
+                self.assertEqual(cm.exception.rcvd.code, 1000)
+        run_async(run())
 
 
 class TestFanoutAndReplay(ClusterCase):
