@@ -72,10 +72,12 @@ typedef struct conn {
     wslay_event_context_ptr ws;
     char *pre;            /* bytes received after the handshake head, fed to wslay first */
     size_t pre_len, pre_off;
-    msg **q;              /* ring of queued messages, q_cap entries */
+    msg **q;              /* ring of queued messages, q_cap entries (q_inline until it grows) */
+    msg *q_inline[16];
     size_t q_head, q_len, q_cap;
     size_t q_bytes;
-    msg **ob;             /* outbox: wire forms taken off the queue, written with one writev */
+    msg *ob[64];          /* outbox: wire forms taken off the queue, written with one writev
+                             (inline: a separate allocation per connection fragments the heap) */
     size_t ob_n;          /* messages in the outbox (at most 64) */
     size_t ob_off;        /* bytes of the first outbox frame (header included) already written */
     int readable;         /* libev reported EV_READ and recv has not yet said EAGAIN */

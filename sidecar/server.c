@@ -72,6 +72,36 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
     return 0;
 }
 
+/* Connection records come from slabs of CONN_SLAB, reused through a free list: they sit together
+ * in memory, so the pages that wslay's buffers leave when idle connections hibernate are whole
+ * free pages malloc_trim can return (interleaved with records, they were not: ~2 KiB more per
+ * idle connection).  Slabs are kept for the life of the process (bounded by the peak number of
+ * connections). */
+#define CONN_SLAB 64
+
+static conn *conn_free_list;
+
+static conn *conn_alloc(void)
+{
+    if (conn_free_list == NULL) {
+        conn *slab = xcalloc(CONN_SLAB, sizeof *slab);
+        for (size_t i = 0; i < CONN_SLAB; i++) {
+            slab[i].next = conn_free_list;
+            conn_free_list = &slab[i];
+        }
+    }
+    conn *c = conn_free_list;
+    conn_free_list = c->next;
+    memset(c, 0, sizeof *c);
+    return c;
+}
+
+static void conn_release(conn *c)
+{
+    c->next = conn_free_list;
+    conn_free_list = c;
+}
+
 static void conn_free(conn *c)
 {
     ws_conn_deinit(c);
@@ -80,7 +110,7 @@ static void conn_free(conn *c)
     auth_identity_clear(&c->ident);
     free(c->in);
     free(c->out);
-    free(c);
+    conn_release(c);
 }
 
 void conn_mark_dirty(conn *c)
@@ -175,9 +205,9 @@ void server_retire(server *srv, conn *c)
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents);
 
-#define IDLE_HIBERNATE_NS (2ull * 1000000000ull) /* idle this long: free the wslay buffers */
+#define IDLE_HIBERNATE_NS (1000000000ull) /* idle this long: free the wslay buffers */
 
-/* Every second: free the WebSocket buffers of connections idle for 2 s (an idle dashboard then
+/* Every half second: free the WebSocket buffers of connections idle for 1 s (an idle dashboard then
  * costs about 1.5 KiB here), and every minute forget idle rate-limit entries. */
 static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -190,10 +220,14 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         if (c->state == CONN_WS && c->ws != NULL && now - c->active_mono > IDLE_HIBERNATE_NS)
             freed += (unsigned)ws_conn_hibernate(c);
     }
-    /* Freed buffers sit in the middle of the heap: hand their pages back to the kernel. */
-    if (freed >= 64)
+    /* Freed buffers sit in the middle of the heap: hand their pages back to the kernel once
+     * enough of them have accumulated (heartbeats are jittered, so they trickle in). */
+    srv->freed_since_trim += freed;
+    if (srv->freed_since_trim >= 64) {
         malloc_trim(0);
-    if (++srv->sweeps % 60 == 0)
+        srv->freed_since_trim = 0;
+    }
+    if (++srv->sweeps % 120 == 0) /* every minute */
         ratelimit_sweep(srv->rl, now);
 }
 
@@ -247,7 +281,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        conn *c = xcalloc(1, sizeof *c);
+        conn *c = conn_alloc();
         c->fd = fd;
         c->srv = srv;
         c->id = ++srv->next_id;
@@ -326,7 +360,7 @@ int server_start(server *srv, struct ev_loop *loop, const config *cfg, struct hu
     ev_check_start(loop, &srv->reaper);
     ev_idle_init(&srv->kick, kick_cb);
     srv->rl = ratelimit_new(cfg->conn_rate, cfg->user_conns);
-    ev_timer_init(&srv->sweep_timer, sweep_cb, 1., 1.);
+    ev_timer_init(&srv->sweep_timer, sweep_cb, 0.5, 0.5);
     ev_timer_start(loop, &srv->sweep_timer);
 
     return 0;

@@ -23,6 +23,7 @@ typedef struct server {
     struct cluster *cl;       /* NULL in embedded mode */
     ev_timer sweep_timer;
     uint64_t sweeps;
+    unsigned freed_since_trim; /* hibernations since the last malloc_trim */
     int lfd;
     int spare_fd; /* reserved fd released to shed connections on EMFILE */
     ev_io accept_io;

@@ -28,7 +28,7 @@
 #define MAX_BAD_MESSAGES 20        /* invalid client messages before close 1008 */
 #define SUBSCRIBE_RATE 10.0        /* subscribe messages per second (B3) */
 #define WSLAY_QUEUE_READ_LIMIT (64u * 1024u) /* reading pauses while this much waits in wslay */
-#define OUTBOX_MAX 64   /* data frames per writev */
+#define OUTBOX_MAX ARRAY_LEN(((conn *)0)->ob) /* data frames per writev */
 #define WRITE_BATCHES 16 /* writevs per pump before other connections get their turn */
 
 
@@ -447,8 +447,6 @@ int ws_conn_hibernate(conn *c)
         return 0;
     wslay_event_context_free(c->ws);
     c->ws = NULL;
-    free(c->ob);
-    c->ob = NULL;
     g_metrics.hibernations++;
     if (!ev_is_active(&c->io) || c->io.events != EV_READ) {
         ev_io_stop(c->srv->loop, &c->io);
@@ -479,8 +477,8 @@ int ws_conn_init(conn *c)
     c->frame_bytes = c->bytes_in;
     c->active_mono = util_mono_ns();
     c->readable = 1;
-    c->q_cap = 16;
-    c->q = xcalloc(c->q_cap, sizeof *c->q);
+    c->q_cap = ARRAY_LEN(c->q_inline);
+    c->q = c->q_inline; /* no allocation of its own: see conn_alloc in server.c */
     c->state = CONN_WS;
     c->tokens = cfg->conn_msg_rate > 0 ? (double)cfg->conn_msg_rate : 0;
     c->tokens_mono = c->sub_tokens_mono = util_mono_ns();
@@ -492,7 +490,11 @@ int ws_conn_init(conn *c)
     ev_timer_init(&c->expiry_timer, expiry_cb, 1., 0.);
     arm_expiry(c);
     ev_timer_stop(c->srv->loop, &c->timer);
-    ev_timer_set(&c->timer, (double)cfg->heartbeat_interval, (double)cfg->heartbeat_interval);
+    /* The first heartbeat comes after a random 50–100 % of the interval, so connections opened
+     * together (a reconnect wave) do not all wake for their heartbeats at the same instant. */
+    double hb = (double)cfg->heartbeat_interval;
+    double first = hb * (0.5 + 0.5 * (double)randombytes_uniform(1000) / 1000.0);
+    ev_timer_set(&c->timer, first, hb);
     ev_timer_start(c->srv->loop, &c->timer);
     log_info("client connected",
              "\"event\":\"connect\",\"conn\":%llu,\"conn_id\":\"%s\",\"ip\":\"%s\",\"user\":\"%s\","
@@ -510,13 +512,12 @@ void ws_conn_deinit(conn *c)
     }
     for (size_t i = 0; i < c->q_len; i++)
         msg_unref(c->q[(c->q_head + i) % c->q_cap]);
-    free(c->q);
+    if (c->q != c->q_inline)
+        free(c->q);
     c->q = NULL;
     c->q_len = 0;
     for (size_t i = 0; i < c->ob_n; i++)
         msg_unref(c->ob[i]);
-    free(c->ob);
-    c->ob = NULL;
     c->ob_n = c->ob_off = 0;
     free(c->pre);
     c->pre = NULL;
@@ -670,7 +671,8 @@ static void q_push(conn *c, msg *m)
         msg **nq = xcalloc(ncap, sizeof *nq);
         for (size_t i = 0; i < c->q_len; i++)
             nq[i] = c->q[(c->q_head + i) % c->q_cap];
-        free(c->q);
+        if (c->q != c->q_inline)
+            free(c->q);
         c->q = nq;
         c->q_cap = ncap;
         c->q_head = 0;
@@ -880,8 +882,6 @@ static int write_data(conn *c)
             msg *m = next_message(c);
             if (m == NULL)
                 break;
-            if (c->ob == NULL)
-                c->ob = xcalloc(OUTBOX_MAX, sizeof *c->ob);
             c->ob[c->ob_n++] = msg_ref(wire_form(c, m));
             msg_unref(m);
         }
