@@ -30,6 +30,7 @@
 #include "util.h"
 
 #define CL_CHANNEL "ws:events"
+#define CL_DEAD_MAX 16384 /* registry deletes remembered across an outage */
 #define CL_STREAM "ws:replay:{events}"
 #define CL_SEQ "ws:replay:{events}:seq"
 #define CL_EPOCH "ws:replay:{events}:epoch"
@@ -118,6 +119,10 @@ struct cluster {
     cl_req *reqs;
     cl_entry **conns;
     size_t conns_cap, conns_n;
+    /* Registry keys of connections that closed while Redis was unreachable: deleted when it
+     * returns (else they would linger until their 24 h TTL).  Bounded; beyond, the TTL does it. */
+    char (*dead)[48];
+    size_t dead_n;
 
     /* metrics */
     uint64_t remote_events, replay_reads, replays, resyncs, dropped_publishes, persisted,
@@ -438,7 +443,12 @@ void cluster_conn_close(cluster *cl, const struct conn *c)
     conn_key(id, key, sizeof(key));
     {
         const char *argv[] = {"DEL", key};
-        cl_cmd(cl, 2, argv, NULL);
+        if (redis_conn_command(cl->cmd, 0, NULL, NULL, 2, argv, NULL) != RC_OK &&
+            cl->dead_n < CL_DEAD_MAX) {
+            if (cl->dead == NULL)
+                cl->dead = xcalloc(CL_DEAD_MAX, sizeof *cl->dead);
+            snprintf(cl->dead[cl->dead_n++], sizeof cl->dead[0], "%s", id);
+        }
     }
 }
 
@@ -846,8 +856,16 @@ static void cl_cmd_event(void *ud, redis_conn_event ev)
             const char *argv[] = {"SCRIPT", "LOAD", cl_scripts[i]};
             cl_cmd(cl, 3, argv, NULL);
         }
-        /* Re-write the registry (after an outage it may have expired or been lost). */
+        /* Re-write the registry (after an outage it may have expired or been lost), and drop
+         * the entries of connections that closed meanwhile. */
         cl_write_instance(cl);
+        for (size_t i = 0; i < cl->dead_n; i++) {
+            char key[320];
+            conn_key(cl->dead[i], key, sizeof(key));
+            const char *argv[] = {"DEL", key};
+            cl_cmd(cl, 2, argv, NULL);
+        }
+        cl->dead_n = 0;
         for (size_t i = 0; i < cl->conns_cap; i++)
             for (cl_entry *e = cl->conns[i]; e != NULL; e = e->next) {
                 cl_write_conn(cl, e);
