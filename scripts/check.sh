@@ -45,7 +45,8 @@ for s in $stages; do
     main) run_stage main build "" "" || st=1 ;;
     # The installed-library test links an uninstrumented program against the instrumented
     # library, and the soak measures RSS (ASan quarantines freed memory): plain build only.
-    asan) run_stage asan build-asan "" "e2e|bench-smoke|k8s|js|install|soak" -DRINGSIDE_SANITIZE=address,undefined || st=1 ;;
+    # The chaos cases time faults against deadlines (1 s Redis commands): plain build only too.
+    asan) run_stage asan build-asan "" "e2e|bench-smoke|k8s|js|install|soak|chaos" -DRINGSIDE_SANITIZE=address,undefined || st=1 ;;
     # clang: GCC's TSan does not model atomic_thread_fence, which the ring code relies on.
     # The fuzz replay is left out: its truncation inputs raise SIGBUS, which TSan intercepts.
     tsan) CC=clang run_stage tsan build-tsan "ipc" "bench-smoke|fuzz" -DRINGSIDE_SANITIZE=thread || st=1 ;;
