@@ -2,7 +2,7 @@
 churn (ringside-loadgen), agents starting and dying (ringside-bench-pub, half of them kill -9'd),
 slow clients that never read, and periodic kill -9 + restart of Redis (AOF on, so its data
 survives).  Every second it samples each sidecar's RSS (/proc/PID/status VmRSS) and open fds
-(/proc/PID/fd) and Redis used_memory.  Pass: each series is flat within 5 % — the median of the
+(/proc/PID/fd) and Redis used_memory.  Pass: no series grows by more than 5 % — the median of the
 first window after the warm-up against the median of the last window (for fds, which follow the
 instantaneous load, the windows' floors, +-2 allowed) — and no process died.
 
