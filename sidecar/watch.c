@@ -449,39 +449,49 @@ void watch_stop(watch *w)
     free(w);
 }
 
+/* One per-ring series: its name, help, type, and how to read the value from the stats. */
+typedef struct ring_series {
+    const char *name, *help, *type;
+    double (*value)(const ipc_reader_stats *st);
+} ring_series;
+
+static double rs_records(const ipc_reader_stats *st)
+{
+    return (double)st->records_read;
+}
+static double rs_lost(const ipc_reader_stats *st)
+{
+    return (double)st->records_lost;
+}
+static double rs_term_lost(const ipc_reader_stats *st)
+{
+    return (double)st->term_bytes_lost;
+}
+static double rs_fill(const ipc_reader_stats *st)
+{
+    return st->log_fill_pct / 100.0;
+}
+
 void watch_render_metrics(buf *b, void *ud)
 {
+    static const ring_series series[] = {
+        {"ringside_ring_records_total", "Event-log records read, per agent ring.", "counter",
+         rs_records},
+        {"ringside_ring_records_lost_total", "Event-log records lost, per agent ring.", "counter",
+         rs_lost},
+        {"ringside_ring_term_bytes_lost_total", "Terminal bytes lost, per agent ring.", "counter",
+         rs_term_lost},
+        {"ringside_ring_fill_ratio", "Event-log fill of each agent ring (0..1).", "gauge", rs_fill},
+    };
     watch *w = ud;
-    buf_puts(b, "# HELP ringside_ring_records_total Event-log records read, per agent ring.\n"
-                "# TYPE ringside_ring_records_total counter\n");
-    for (ring *rg = w->rings; rg != NULL; rg = rg->next) {
-        ipc_reader_stats st;
-        ipc_reader_get_stats(rg->r, &st);
-        buf_printf(b, "ringside_ring_records_total{agent=\"%s\",pid=\"%d\"} %llu\n", rg->id.agent_id,
-                   (int)rg->id.pid, (unsigned long long)st.records_read);
-    }
-    buf_puts(b, "# HELP ringside_ring_records_lost_total Event-log records lost, per agent ring.\n"
-                "# TYPE ringside_ring_records_lost_total counter\n");
-    for (ring *rg = w->rings; rg != NULL; rg = rg->next) {
-        ipc_reader_stats st;
-        ipc_reader_get_stats(rg->r, &st);
-        buf_printf(b, "ringside_ring_records_lost_total{agent=\"%s\",pid=\"%d\"} %llu\n",
-                   rg->id.agent_id, (int)rg->id.pid, (unsigned long long)st.records_lost);
-    }
-    buf_puts(b, "# HELP ringside_ring_term_bytes_lost_total Terminal bytes lost, per agent ring.\n"
-                "# TYPE ringside_ring_term_bytes_lost_total counter\n");
-    for (ring *rg = w->rings; rg != NULL; rg = rg->next) {
-        ipc_reader_stats st;
-        ipc_reader_get_stats(rg->r, &st);
-        buf_printf(b, "ringside_ring_term_bytes_lost_total{agent=\"%s\",pid=\"%d\"} %llu\n",
-                   rg->id.agent_id, (int)rg->id.pid, (unsigned long long)st.term_bytes_lost);
-    }
-    buf_puts(b, "# HELP ringside_ring_fill_ratio Event-log fill of each agent ring (0..1).\n"
-                "# TYPE ringside_ring_fill_ratio gauge\n");
-    for (ring *rg = w->rings; rg != NULL; rg = rg->next) {
-        ipc_reader_stats st;
-        ipc_reader_get_stats(rg->r, &st);
-        buf_printf(b, "ringside_ring_fill_ratio{agent=\"%s\",pid=\"%d\"} %.2f\n", rg->id.agent_id,
-                   (int)rg->id.pid, st.log_fill_pct / 100.0);
+    for (size_t i = 0; i < ARRAY_LEN(series); i++) {
+        buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", series[i].name, series[i].help,
+                   series[i].name, series[i].type);
+        for (ring *rg = w->rings; rg != NULL; rg = rg->next) {
+            ipc_reader_stats st;
+            ipc_reader_get_stats(rg->r, &st);
+            buf_printf(b, "%s{agent=\"%s\",pid=\"%d\"} %.15g\n", series[i].name,
+                       rg->id.agent_id, (int)rg->id.pid, series[i].value(&st));
+        }
     }
 }
