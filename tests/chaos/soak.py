@@ -4,7 +4,7 @@ slow clients that never read, and periodic kill -9 + restart of Redis (AOF on, s
 survives).  Every second it samples each sidecar's RSS (/proc/PID/status VmRSS) and open fds
 (/proc/PID/fd) and Redis used_memory.  Pass: no series grows by more than 5 % — the median of the
 first window after the warm-up against the median of the last window (for fds, which follow the
-instantaneous load, the windows' floors, +-2 allowed) — and no process died.
+instantaneous load, the windows' floors, up to 8 more allowed) — and no process died.
 
 RINGSIDE_SOAK_SECONDS (default 45, CI) sets the length; warm-up is 30 %, each window 20 %.
 Long mode, e.g. 2 hours:  RINGSIDE_SOAK_SECONDS=7200 /usr/bin/python3 tests/chaos/soak.py
@@ -24,6 +24,7 @@ from chaoslib import Redis, Sidecar, bench_pub, binpath, kill9, proc_fds, proc_r
 SECONDS = float(os.environ.get("RINGSIDE_SOAK_SECONDS", "45"))
 TOLERANCE = float(os.environ.get("RINGSIDE_SOAK_TOLERANCE", "0.05"))
 REDIS_EVERY = float(os.environ.get("RINGSIDE_SOAK_REDIS_EVERY", "10"))
+FD_SLACK = 8
 
 
 def churn(stop, scs, stats):
@@ -142,8 +143,10 @@ def main():
             m1, m2 = statistics.median(first), statistics.median(last)
         change = (m2 - m1) / m1 if m1 else 0.0
         # a leak is growth: a lower last window (a connection still closing during the first
-        # window, say) is not one; fds may also move by 2 either way
-        grew = change > TOLERANCE and not ("fds" in name and m2 - m1 <= 2)
+        # window, say) is not one.  The fd floor of a short window still holds a few of the slow
+        # clients and churn connections in flight, so fds may move by FD_SLACK; a leak of one fd
+        # per churn run (one a second) exceeds it within seconds.
+        grew = change > TOLERANCE and not ("fds" in name and m2 - m1 <= FD_SLACK)
         flag = "  <-- grew" if grew else ""
         print("%-18s %10d %10d %10d %10d %+7.1f%%%s" % (name, min(allv), m1, m2, max(allv),
                                                         100 * change, flag))
