@@ -30,9 +30,10 @@ def main():
     a = ap.parse_args()
     opts = ["--conn-msg-rate", "0", "--global-msg-rate", "0"]
     redis = Redis()
-    sa = Sidecar(["--redis", redis.url, "--instance-id", "A"] + opts)
-    sb = Sidecar(["--redis", redis.url, "--instance-id", "B"] + opts)
+    sa = sb = None
     try:
+        sa = Sidecar(["--redis", redis.url, "--instance-id", "A"] + opts)
+        sb = Sidecar(["--redis", redis.url, "--instance-id", "B"] + opts)
         time.sleep(0.5)  # both subscribed (readiness is checked by the e2e tests)
         n = int(a.rate * a.seconds)
         lgs = []
@@ -63,8 +64,9 @@ def main():
             out["p99_added_us"] = round(lb["p99"] - la["p99"], 1)
         print("RESULT " + json.dumps(out))
     finally:
-        sa.stop()
-        sb.stop()
+        for sc in (sa, sb):
+            if sc is not None:
+                sc.stop()
         redis.stop()
 
 
