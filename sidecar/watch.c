@@ -24,6 +24,7 @@
 #define DOORBELL_TIMEOUT_MS 100  /* safety net for lost wakes; also samples progress slots */
 #define FINAL_DRAIN_ROUNDS 64    /* a dead agent's ring is drained at most this many rounds */
 #define MAX_QUARANTINED 1024
+#define RESCAN_MAX 65536         /* ring files considered per rescan */
 
 typedef struct ring {
     ipc_reader *r;
@@ -174,8 +175,12 @@ static void try_open(watch *w, const char *name)
     snprintf(rg->path, sizeof rg->path, "%s", path);
     rg->dev = st.st_dev;
     rg->ino = st.st_ino;
-    rg->next = w->rings;
-    w->rings = rg;
+    /* Appended: rings are drained oldest first, so the events of an agent's successive
+     * processes (one ringside-pub call after another) keep their order. */
+    ring **pp = &w->rings;
+    while (*pp != NULL)
+        pp = &(*pp)->next;
+    *pp = rg;
     w->n_rings++;
     g_metrics.rings_active = w->n_rings;
     log_info("agent ring attached", "\"agent\":\"%s\",\"project\":\"%s\",\"pid\":%d,\"path\":\"%s\"",
@@ -185,6 +190,14 @@ static void try_open(watch *w, const char *name)
         ev_idle_start(w->loop, &w->more);
 }
 
+static int cand_cmp(const void *a, const void *b)
+{
+    const struct timespec *x = a, *y = b; /* each candidate starts with its ctime */
+    if (x->tv_sec != y->tv_sec)
+        return x->tv_sec < y->tv_sec ? -1 : 1;
+    return x->tv_nsec < y->tv_nsec ? -1 : x->tv_nsec > y->tv_nsec;
+}
+
 static void rescan(watch *w)
 {
     DIR *d = opendir(w->cfg->shm_dir);
@@ -192,10 +205,32 @@ static void rescan(watch *w)
         log_error("cannot read shm dir", "\"path\":\"%s\",\"errno\":%d", w->cfg->shm_dir, errno);
         return;
     }
+    /* Attach in the order the rings appeared (rename into place sets ctime), not readdir's. */
+    struct cand {
+        struct timespec t;
+        char name[NAME_MAX + 1];
+    } *c = NULL;
+    size_t n = 0, cap = 0;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        try_open(w, de->d_name);
+    while ((de = readdir(d)) != NULL && n < RESCAN_MAX) {
+        size_t len = strlen(de->d_name);
+        struct stat st;
+        if (de->d_name[0] == '.' || len < 6 || strcmp(de->d_name + len - 5, ".ring") != 0 ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            c = xrealloc(c, cap * sizeof *c);
+        }
+        c[n].t = st.st_ctim;
+        snprintf(c[n].name, sizeof c[n].name, "%s", de->d_name);
+        n++;
+    }
     closedir(d);
+    qsort(c, n, sizeof *c, cand_cmp);
+    for (size_t i = 0; i < n; i++)
+        try_open(w, c[i].name);
+    free(c);
 }
 
 /* ---- draining and the doorbell --------------------------------------------------------------- */
