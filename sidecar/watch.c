@@ -227,7 +227,8 @@ static void rescan(watch *w)
         n++;
     }
     closedir(d);
-    qsort(c, n, sizeof *c, cand_cmp);
+    if (n > 1)
+        qsort(c, n, sizeof *c, cand_cmp);
     for (size_t i = 0; i < n; i++)
         try_open(w, c[i].name);
     free(c);
