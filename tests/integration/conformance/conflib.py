@@ -1,9 +1,7 @@
 """Shared helpers of the conformance and server suites: a Sidecar that can run under a wrapper
 (prlimit), a test base class with one sidecar per class, and /proc readers."""
 import os
-import subprocess
 import sys
-import threading
 import time
 import unittest
 
@@ -23,28 +21,7 @@ class Sidecar(rstest.Sidecar):
     """rstest.Sidecar, optionally started under a wrapper command (e.g. prlimit --nofile=N:N --)."""
 
     def __init__(self, args=(), env=None, prefix=(), base_args=BASE_ARGS):
-        if not prefix:
-            super().__init__(tuple(base_args) + tuple(args), env=env)
-            return
-        import tempfile
-        self.own_dir = True
-        self.shm_dir = tempfile.mkdtemp(prefix="rs-shm-")
-        cmd = list(prefix) + [binpath("ringside"), "--listen", "127.0.0.1:0", "--shm-dir",
-                              self.shm_dir, "--no-auth"] + list(base_args) + list(args)
-        full_env = dict(os.environ)
-        full_env.update(env or {})
-        self.logs = []
-        self.cond = threading.Condition()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env=full_env)
-        self.reader = threading.Thread(target=self._read_logs, daemon=True)
-        self.reader.start()
-        line = self.wait_log(lambda l: l.get("msg") == "listening", timeout=10)
-        if line is None:
-            self.stop()
-            raise RuntimeError("sidecar did not start: %s" % self.raw_logs())
-        self.port = line["port"]
-        self.wait_log(lambda l: l.get("msg") == "ringside started", timeout=10)
+        super().__init__(tuple(base_args) + tuple(args), env=env, prefix=prefix)
 
     def stop(self):
         super().stop()

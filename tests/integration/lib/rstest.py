@@ -33,10 +33,12 @@ def binpath(name):
 class Sidecar:
     """A real `ringside` process on 127.0.0.1 with an ephemeral port read from its log."""
 
-    def __init__(self, args=(), shm_dir=None, env=None, no_auth=True):
+    def __init__(self, args=(), shm_dir=None, env=None, no_auth=True, prefix=()):
+        """prefix: a wrapper command the sidecar runs under (e.g. prlimit …)."""
         self.own_dir = shm_dir is None
         self.shm_dir = shm_dir or tempfile.mkdtemp(prefix="rs-shm-")
-        cmd = [binpath("ringside"), "--listen", "127.0.0.1:0", "--shm-dir", self.shm_dir]
+        cmd = list(prefix) + [binpath("ringside"), "--listen", "127.0.0.1:0", "--shm-dir",
+                              self.shm_dir]
         if no_auth:
             cmd.append("--no-auth")
         # Tests connect many times from 127.0.0.1: admission limits are off unless a test sets
@@ -47,7 +49,7 @@ class Sidecar:
         full_env.update(env or {})
         self.logs = []
         self.cond = threading.Condition()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=full_env)
         self.reader = threading.Thread(target=self._read_logs, daemon=True)
         self.reader.start()
