@@ -142,6 +142,8 @@ static int ring_drain(watch *w, ring *rg, int rounds)
     return 1;
 }
 
+static int drain_all(watch *w);
+
 static void try_open(watch *w, const char *name)
 {
     size_t len = strlen(name);
@@ -186,7 +188,10 @@ static void try_open(watch *w, const char *name)
     log_info("agent ring attached", "\"agent\":\"%s\",\"project\":\"%s\",\"pid\":%d,\"path\":\"%s\"",
              rg->id.agent_id, rg->id.project_id, (int)rg->id.pid, path);
     hub_ring_attached(w->hub, &rg->id);
-    if (ring_drain(w, rg, 4) > 0)
+    /* Drained with every ring attached before it, oldest first: draining only the new ring
+     * here would put its events ahead of an older ring's pending ones (an agent's next process
+     * ahead of the last events of its previous one, seen as reordered `ringside-pub` calls). */
+    if (drain_all(w))
         ev_idle_start(w->loop, &w->more);
 }
 

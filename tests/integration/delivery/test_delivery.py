@@ -473,6 +473,43 @@ class OrderTest(Base):
                                    else m["task_id"]) for m in mine], want)
         run_async(run())
 
+    def test_successive_processes_of_one_agent_in_the_order_they_ran(self):
+        """A shell agent calling ringside-pub again and again: one ring per call, in order (a
+        newly attached ring used to be drained ahead of older rings' pending events)."""
+        async def run():
+            async with connect(self.sc) as ws:
+                await snapshot_of(ws)
+                for k in range(30):
+                    self.sc.pub("status", "working" if k % 2 else "stuck", "call-%d" % k)
+                got = await events_until(ws, is_status("call-29"), timeout=20.0)
+            self.assertEqual([m["detail"] for m in got if m["type"] == "agent_status"],
+                             ["call-%d" % k for k in range(30)])
+        run_async(run())
+
+    def test_new_ring_not_drained_ahead_of_an_older_rings_pending_events(self):
+        """Deterministic form of the case above: the first process's events are pending in its
+        attached ring when the second process's ring appears (the sidecar is stopped meanwhile,
+        so on SIGCONT it sees the new ring before the doorbell)."""
+        async def run():
+            async with connect(self.sc) as ws:
+                await snapshot_of(ws)
+                first = self.agent("a1", "p1")
+                first.cmd("status working attached")
+                await events_until(ws, is_status("attached"))
+                self.sc.signal(signal.SIGSTOP)
+                try:
+                    for k in range(5):
+                        first.cmd("status working first-%d" % k)
+                    first.close()
+                    second = self.agent("a1", "p1")
+                    second.cmd("status working second")
+                finally:
+                    self.sc.signal(signal.SIGCONT)
+                got = await events_until_all(ws, [is_status("first-4"), is_status("second")])
+            self.assertEqual([m["detail"] for m in got if m["type"] == "agent_status"],
+                             ["first-%d" % k for k in range(5)] + ["second"])
+        run_async(run())
+
 
 # ---------------------------------------------------------------------------------------------
 class ProgressTest(Base):
