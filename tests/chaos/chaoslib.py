@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration", "lib"))
 import websockets  # noqa: E402
-from rstest import BIN, Sidecar, binpath, free_port  # noqa: E402,F401
+from rstest import BIN, Sidecar, binpath, case_failed, free_port  # noqa: E402,F401
 
 PERSISTED = ("agent_status", "task_started", "task_ended")
 

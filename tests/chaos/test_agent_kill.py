@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chaoslib import (ResumingClient, Sidecar, alive, bench_pub, binpath, dump_logs,  # noqa: E402
+from chaoslib import (case_failed, ResumingClient, Sidecar, alive, bench_pub, binpath, dump_logs,  # noqa: E402
                       kill9, wait_for)
 
 KILLS = int(os.environ.get("RINGSIDE_CHAOS_KILLS", "12"))
@@ -45,8 +45,7 @@ class TestAgentKill(unittest.TestCase):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        failed = hasattr(self, "_outcome") and any(
-            e for _, e in getattr(self._outcome, "errors", []) if e)
+        failed = case_failed(self)
         if failed:
             dump_logs(self.sc)
         self.sc.stop()

@@ -17,7 +17,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chaoslib import (Redis, ResumingClient, Sidecar, alive, bench_pub, check_against_stream,  # noqa: E402
+from chaoslib import (case_failed, Redis, ResumingClient, Sidecar, alive, bench_pub, check_against_stream,  # noqa: E402
                       dump_logs, kill9, wait_for, wait_ready)
 
 ROUNDS = int(os.environ.get("RINGSIDE_CHAOS_ROUNDS", "2"))
@@ -38,8 +38,7 @@ class ClusterChaos(unittest.TestCase):
         return sc
 
     def tearDown(self):
-        failed = hasattr(self, "_outcome") and any(
-            e for _, e in getattr(self._outcome, "errors", []) if e)
+        failed = case_failed(self)
         for p in self.pubs:
             kill9(p)
         if failed:
@@ -108,8 +107,12 @@ class TestSidecarKill(ClusterChaos):
             top = await asyncio.get_event_loop().run_in_executor(None, self.quiesce, [c1, c2])
             await c1.stop()
             await c2.stop()
-            self.assertIsNotNone(top, "clients did not catch up with the stream: %s / %s"
-                                 % (c1.tracker.last, c2.tracker.last))
+            _, entries = self.redis.stream()
+            self.assertIsNotNone(top, "clients did not catch up with the stream (top %s): %s"
+                                 % (entries[-1][0] if entries else None,
+                                    ["%s last %s reconnects %s errors %s" %
+                                     (c.tracker.name, c.tracker.last, len(c.reconnects),
+                                      c.errors[-3:]) for c in (c1, c2)]))
             for c in (c1, c2):
                 t = c.tracker
                 print(t.summary(), "reconnects", ["%.3f" % x for x in c.reconnects])

@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chaoslib import (ResumingClient, Sidecar, alive, bench_pub, binpath, dump_logs,  # noqa: E402
+from chaoslib import (case_failed, ResumingClient, Sidecar, alive, bench_pub, binpath, dump_logs,  # noqa: E402
                       kill9, wait_for)
 
 ROUNDS = int(os.environ.get("RINGSIDE_CHAOS_ROUNDS", "2"))
@@ -56,8 +56,7 @@ class TestDiskFull(unittest.TestCase):
         self.sc = Sidecar(["--conn-msg-rate", "0"], shm_dir=self.mnt)
 
     def tearDown(self):
-        failed = hasattr(self, "_outcome") and any(
-            e for _, e in getattr(self._outcome, "errors", []) if e)
+        failed = case_failed(self)
         if failed:
             dump_logs(self.sc)
         self.sc.stop()

@@ -21,7 +21,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chaoslib import (Redis, ResumingClient, Sidecar, alive, bench_pub, dump_logs,  # noqa: E402
+from chaoslib import (case_failed, Redis, ResumingClient, Sidecar, alive, bench_pub, dump_logs,  # noqa: E402
                       kill9, metric, wait_for, wait_ready)
 
 ROUNDS = int(os.environ.get("RINGSIDE_CHAOS_ROUNDS", "1"))
@@ -83,8 +83,7 @@ class TestPartition(unittest.TestCase):
         for p in self.pubs:
             kill9(p)
         sh("ip", "-n", NS_R, "link", "set", "ra", "up", check=False)
-        failed = hasattr(self, "_outcome") and any(
-            e for _, e in getattr(self._outcome, "errors", []) if e)
+        failed = case_failed(self)
         if failed:
             dump_logs(self.a, self.b)
         self.a.stop()

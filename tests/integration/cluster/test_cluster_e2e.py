@@ -14,7 +14,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import websockets  # noqa: E402
-from rstest import Sidecar, connect, free_port, recv_json, recv_until, run_async  # noqa: E402
+from rstest import Sidecar, case_failed, connect, free_port, recv_json, recv_until, run_async  # noqa: E402
 
 
 def redis_ping(port):
@@ -82,8 +82,7 @@ class ClusterCase(unittest.TestCase):
         self.fail("sidecar not ready: " + sc.raw_logs()[-3000:])
 
     def tearDown(self):
-        failed = hasattr(self, "_outcome") and any(
-            e for _, e in getattr(self._outcome, "errors", []) if e)
+        failed = case_failed(self)
         if failed:
             print("---- A ----\n" + self.a.raw_logs()[-4000:])
             print("---- B ----\n" + self.b.raw_logs()[-4000:])

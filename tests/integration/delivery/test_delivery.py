@@ -97,13 +97,7 @@ class Base(unittest.TestCase):
     def tearDown(self):
         for a in self.agents:
             a.kill()
-        failed = False
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None:
-            result = getattr(outcome, "result", None)
-            if result is not None and hasattr(result, "failures"):
-                failed = any(t is self for t, _ in result.failures + result.errors)
-        if failed:
+        if rstest.case_failed(self):
             print("---- sidecar log (tail) ----\n" + "\n".join(self.sc.raw_logs().splitlines()[-40:]))
         self.sc.stop()
 

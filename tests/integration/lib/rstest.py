@@ -228,6 +228,18 @@ def run_async(coro):
     return asyncio.run(coro)
 
 
+def case_failed(tc):
+    """True when the running test case has failed or errored (for tearDown to dump logs).
+    Python 3.11 keeps the outcome in _outcome.result; 3.10 and older in _outcome.errors."""
+    outcome = getattr(tc, "_outcome", None)
+    if outcome is None:
+        return False
+    result = getattr(outcome, "result", None)
+    if result is not None and hasattr(result, "failures"):
+        return any(t is tc for t, _ in result.failures + result.errors)
+    return any(e for _, e in getattr(outcome, "errors", []) if e)
+
+
 class SidecarCase(unittest.TestCase):
     """A test case with one sidecar per test (self.sc)."""
 
@@ -237,8 +249,6 @@ class SidecarCase(unittest.TestCase):
         self.sc = Sidecar(self.sidecar_args)
 
     def tearDown(self):
-        failed = any(e for _, e in getattr(self._outcome, "errors", []) if e) if hasattr(
-            self, "_outcome") else False
-        if failed:
+        if case_failed(self):
             print("---- sidecar log ----\n" + self.sc.raw_logs())
         self.sc.stop()
