@@ -4,8 +4,9 @@ Search order (the first that loads wins):
   1. $RINGSIDE_LIB: the library file itself, or the directory that holds it;
   2. the copy installed inside this package (``ringside/_native/``, made by ``pip install``
      from the library it was built with);
-  3. ``lib/`` under this interpreter's prefix and /usr/local (``cmake --install``);
-  4. ``ctypes.util.find_library("ringside")`` (ld.so.cache, LD_LIBRARY_PATH).
+  3. the source tree's ``build/lib`` (the package used from a Ringside checkout);
+  4. ``lib/`` under this interpreter's prefix and /usr/local (``cmake --install``);
+  5. ``ctypes.util.find_library("ringside")`` (ld.so.cache, LD_LIBRARY_PATH).
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def candidates() -> List[str]:
     if env:
         out.append(os.path.join(env, SONAME) if os.path.isdir(env) else env)
     out.append(os.path.join(_here, "_native", SONAME))
+    out.append(os.path.normpath(os.path.join(_here, "..", "..", "..", "build", "lib", SONAME)))
     for prefix in dict.fromkeys((sys.prefix, sys.base_prefix, "/usr/local")):
         out.append(os.path.join(prefix, "lib", SONAME))
     found = ctypes.util.find_library("ringside")

@@ -523,19 +523,38 @@ class ExamplesTest(ShmCase):
         self.assertIn((5, 5, "promote"), [(r["step"], r["total"], r["message"])
                                           for r in of(recs, "progress", task="sh-agent-1")])
 
+    def check_example_agent(self, agent):
+        recs = dump(self.shm)
+        self.assertEqual([r["agent"] for r in self.rings(recs)], [agent])
+        ends = sorted((e["task"], e["outcome"], e["exit_code"]) for e in of(recs, "task_end"))
+        self.assertEqual(ends, [(f"{agent}-1", 4, 0), (f"{agent}-1-report", 4, 0),
+                                (f"{agent}-2", 4, 0), (f"{agent}-2-report", 4, 0)])
+        self.assertIn(b"\x1b[1;32maccuracy 0.93\x1b[0m\r\n", term_bytes(recs, f"{agent}-2"))
+        self.assertIn(b"accuracy 0.93", term_bytes(recs, f"{agent}-2-report"))
+        self.assertEqual(of(recs, "status")[-1]["status"], STATUS["idle"])
+
     def test_python_agent(self):
-        env = {"LD_LIBRARY_PATH": LIB, "PYTHONDONTWRITEBYTECODE": "1"}
+        """examples/python/agent.py with the ringside package; the library from RINGSIDE_LIB."""
+        env = {"RINGSIDE_LIB": LIB, "PYTHONPATH": os.path.join(SRC, "client-sdk", "python"),
+               "PYTHONDONTWRITEBYTECODE": "1"}
         env.update(sanitizer_preload(os.path.join(LIB, "libringside.so")))
-        p = self.run_tool(["/usr/bin/python3", os.path.join(SRC, "examples/python-agent.py"),
+        p = self.run_tool(["/usr/bin/python3", os.path.join(SRC, "examples/python/agent.py"),
                            "--shm-dir", self.shm, "--agent", "py1", "--loop", "2",
                            "--delay-ms", "0"], env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
-        recs = dump(self.shm)
-        self.assertEqual([r["agent"] for r in self.rings(recs)], ["py1"])
-        ends = sorted((e["task"], e["outcome"], e["exit_code"]) for e in of(recs, "task_end"))
-        self.assertEqual(ends, [("py1-1", 4, 0), ("py1-2", 4, 0)])
-        self.assertIn(b"\x1b[1;32maccuracy 0.93\x1b[0m\r\n", term_bytes(recs, "py1-2"))
-        self.assertEqual(of(recs, "status")[-1]["status"], STATUS["idle"])
+        self.check_example_agent("py1")
+
+    def test_node_agent(self):
+        node = shutil.which("node")
+        if node is None or not os.path.isdir(os.path.join(SRC, "client-sdk/node/node_modules/koffi")):
+            self.skipTest("node or client-sdk/node/node_modules (scripts/install-deps.sh test) missing")
+        env = {"RINGSIDE_LIB": LIB}
+        env.update(sanitizer_preload(os.path.join(LIB, "libringside.so")))
+        p = self.run_tool([node, os.path.join(SRC, "examples/node/agent.js"), "--shm-dir",
+                           self.shm, "--agent", "node1", "--loop", "2", "--delay-ms", "0"],
+                          env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.check_example_agent("node1")
 
 
 PROGRAM = r"""
