@@ -1,4 +1,9 @@
-"""Copies the libringside this package is installed with into ringside/_native/, so that
+"""setup.py of the ringside package: pure Python over libringside (ctypes), no dependencies.
+
+A setup.py without a pyproject.toml, so that `pip install ./client-sdk/python` builds with the
+setuptools already installed (Debian's python3-setuptools) instead of fetching one from an index.
+
+At build time it copies the libringside this package is installed with into ringside/_native/, so that
 `import ringside` finds it without LD_LIBRARY_PATH.  The library is taken from $RINGSIDE_LIB (the
 file or its directory), else the source tree's build/lib, else pkg-config's libdir of ringside.
 Without any, the package still installs and looks for the library at import time
@@ -47,4 +52,15 @@ class BuildWithLibrary(build_py):
         print("ringside: bundled %s" % lib)
 
 
-setup(cmdclass={"build_py": BuildWithLibrary})
+setup(
+    name="ringside",
+    version="0.1.0",
+    description="Publish an AI agent's status, tasks, progress and terminal output to the "
+                "Ringside sidecar",
+    python_requires=">=3.8",
+    packages=["ringside"],
+    package_data={"ringside": ["py.typed", "_native/*"]},
+    install_requires=[],
+    zip_safe=False,
+    cmdclass={"build_py": BuildWithLibrary},
+)

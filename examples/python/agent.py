@@ -4,7 +4,7 @@
 Each cycle: status "working", a training task with progress and coloured output, then a wrapped
 subprocess (its output streamed to the dashboard under a pty), then status "idle".
 
-    pip install --no-build-isolation ./client-sdk/python     # once, from a built tree
+    pip install ./client-sdk/python      # once, from a built tree
     python3 examples/python/agent.py --shm-dir /tmp/rs --loop 0
 
 Usage: agent.py [--agent A] [--project P] [--owner U] [--shm-dir D] [--loop N] [--delay-ms MS]

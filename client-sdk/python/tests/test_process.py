@@ -154,20 +154,23 @@ class InstalledPackageTest(ShmCase):
         if support.sanitizer_env():
             self.skipTest("sanitizer build: the library needs the ASan runtime preloaded")
         target = os.path.join(self.tmp.name, "site")
-        env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH",)}
-        env["RINGSIDE_LIB"] = support.LIB
-        env["PIP_NO_INDEX"] = "1"
-        build = os.path.join(self.tmp.name, "pkg")  # pip builds in place: copy the sources
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LD_LIBRARY_PATH", "RINGSIDE_LIB")}
+        env["PIP_NO_INDEX"] = "1"  # nothing may come from an index
+        # pip builds in place: copy the sources into a tree whose build/lib is the real one, so
+        # that setup.py finds the library as it would in a checkout (../../build/lib).
+        tree = os.path.join(self.tmp.name, "tree")
+        os.makedirs(os.path.join(tree, "client-sdk"))
+        os.symlink(os.path.dirname(support.LIB), os.path.join(tree, "build"))
+        build = os.path.join(tree, "client-sdk", "python")
         subprocess.run(["cp", "-r", os.path.join(support.SRC, "client-sdk", "python"), build],
                        check=True, timeout=support.T)
-        p = subprocess.run([PY, "-m", "pip", "install", "--no-build-isolation", "--no-deps",
-                            "--quiet", "--target", target, build],
+        p = subprocess.run([PY, "-m", "pip", "install", "--quiet", "--target", target, build],
                            capture_output=True, timeout=120, env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertTrue(os.path.exists(os.path.join(target, "ringside", "_native",
                                                     "libringside.so.0")))
         self.assertTrue(os.path.exists(os.path.join(target, "ringside", "py.typed")))
-        del env["RINGSIDE_LIB"]
         env["PYTHONPATH"] = target
         code = ("import ringside, ringside._lib as l\n"
                 "with ringside.Agent('inst', 'proj', shm_dir=%r) as a:\n"
