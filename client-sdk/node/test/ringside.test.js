@@ -27,6 +27,13 @@ describe('library', () => {
   });
 });
 
+test('index.d.ts declares every export', () => {
+  const dts = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8');
+  for (const name of Object.keys(ringside)) {
+    assert.match(dts, new RegExp(`export (declare )?(class|function|const) ${name}\\b`), name);
+  }
+});
+
 describe('agent', () => {
   let t;
   beforeEach(() => { t = s.tmpdir(); });
@@ -42,6 +49,8 @@ describe('agent', () => {
     assert.equal(task.write('\x1b[32mok ✓\x1b[0m\r\n'), true);
     const big = crypto.randomBytes(300000); // split into pieces below half a ring
     assert.equal(task.write(big), true);
+    assert.equal(task.write(''), true);
+    assert.equal(task.write(new Uint8Array(0)), true);
     assert.equal(task.write(Buffer.from('warn\r\n'), 'stderr'), true);
     assert.equal(task.end('failed', 7), true);
     assert.equal(a.stats().term_bytes_written, Buffer.byteLength('\x1b[32mok ✓\x1b[0m\r\n') + big.length + 6);

@@ -71,6 +71,8 @@ class AgentTest(ShmCase):
             self.assertTrue(t.write("warn ✓\r\n", "stderr"))
             big = bytes(range(256)) * 1024  # 256 KiB: split into pieces below half a ring
             self.assertTrue(t.write(big))
+            self.assertTrue(t.write(b""))
+            self.assertTrue(t.write(bytearray(b"")))
             self.assertTrue(t.end("failed", 7))
             st = a.stats()
             self.assertEqual(st["term_bytes_written"], len(b"\x1b[32mok\x1b[0m\r\n") + len("warn ✓\r\n".encode()) + len(big))
