@@ -309,13 +309,29 @@ class Task {
         killSignal: options.killSignal, stdio: [options.stdin || 'ignore', 'pipe', 'pipe'],
       });
       const out = [], err = [];
-      child.stdout.on('data', (b) => { this.write(b, 'stdout'); if (options.capture) out.push(b); });
-      child.stderr.on('data', (b) => { this.write(b, 'stderr'); if (options.capture) err.push(b); });
+      let failure = null; // a strict agent's error while copying: the child is killed, we reject
+      const copy = (stream, keep) => (b) => {
+        try {
+          this.write(b, stream);
+        } catch (e) {
+          if (failure === null) {
+            failure = e;
+            child.kill('SIGKILL');
+          }
+        }
+        if (options.capture) keep.push(b);
+      };
+      child.stdout.on('data', copy('stdout', out));
+      child.stderr.on('data', copy('stderr', err));
       child.on('error', (e) => {
         if (e.name === 'AbortError') return; // 'close' follows with the signal
         reject(e);
       });
       child.on('close', (exitCode, signal) => {
+        if (failure !== null) {
+          reject(failure);
+          return;
+        }
         const r = { exitCode, signal };
         if (options.capture) {
           r.stdout = Buffer.concat(out);

@@ -142,6 +142,17 @@ describe('agent', () => {
     assert.equal(s.of(recs, 'task_start', { task: 'exit6' })[0].title, 'sh -c exit 6');
   });
 
+  test('an error while copying output kills the child and rejects', async () => {
+    const a = open();
+    const task = a.task('ended');
+    task.end();
+    const t0 = Date.now();
+    await assert.rejects(task.run(NODE, ['-e', 'console.log("x"); setTimeout(() => {}, 30000)']),
+      ringside.NoSuchTask);
+    assert.ok(Date.now() - t0 < 15000);
+    a.close();
+  });
+
   test('no sidecar directory: a warning, calls return false, commands still run', async () => {
     const missing = path.join(t.dir, 'nope');
     const warnings = [];

@@ -41,6 +41,9 @@ def run(task: "Task", args: Sequence[str], *, pty: Optional[bool] = None,
         master, slave = os.openpty()
         try:
             proc = subprocess.Popen(argv, stdout=slave, stderr=slave, **popen_kw)
+        except BaseException:
+            os.close(master)
+            raise
         finally:
             os.close(slave)
         fds = {master: 1}
@@ -91,7 +94,9 @@ def _pump(task: "Task", fds: Dict[int, int], deadline: Optional[float],
                 if out is not None:
                     out.append(data)
                 if echo:
-                    os.write(1, data)
+                    view = memoryview(data)
+                    while view:  # bounded: each write consumes at least one byte
+                        view = view[os.write(1, view):]
     return True
 
 

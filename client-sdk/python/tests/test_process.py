@@ -73,6 +73,27 @@ class RunTest(ShmCase):
         self.assertEqual(ends, {"term": (5, 143), "kill": (3, 137), "check": (3, 6),
                                 "missing": (3, 1)})
 
+    def test_error_while_copying_kills_the_child(self):
+        with ringside.Agent("py-run", "proj", shm_dir=self.shm) as a:
+            t = a.task("ended")
+            t.end()
+            t0 = time.monotonic()
+            with self.assertRaises(ringside.NoSuchTask):
+                t.run(["sh", "-c", "echo x; sleep 30"])
+            self.assertLess(time.monotonic() - t0, 10)
+
+    def test_echo_copies_to_stdout(self):
+        code = ("import ringside, sys\n"
+                "with ringside.Agent('py-echo', 'proj', shm_dir=sys.argv[1]) as a:\n"
+                "    a.run('echo', ['printf', 'a\\033[1mb\\n'], echo=True, pty=False)\n")
+        p = subprocess.run([PY, "-c", code, self.shm], capture_output=True, timeout=support.T,
+                           env=dict(os.environ, PYTHONPATH=os.path.join(support.SRC, "client-sdk",
+                                                                        "python"),
+                                    **support.sanitizer_env()))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, b"a\x1b[1mb\n")
+        self.assertEqual(term_bytes(dump(self.shm), "echo", 1), b"a\x1b[1mb\n")
+
     def test_timeout_kills_the_process_group(self):
         with ringside.Agent("py-run", "proj", shm_dir=self.shm) as a:
             t0 = time.monotonic()
