@@ -45,11 +45,13 @@ if [ -n "$missing" ]; then
     $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# npm packages for the browser, JS and manifest tests, installed into the tree from each
-# package.json's lock file (never a browser download: Chromium comes from Debian).
+# npm packages for the browser, JS and manifest tests and the Node binding (koffi: prebuilt, no
+# node-gyp), installed into the tree from each package.json's lock file (never a browser
+# download: Chromium comes from Debian).
 if [ "$want" = test ]; then
     here=$(cd "$(dirname "$0")/.." && pwd)
-    for pj in "$here"/tests/*/package.json "$here"/sidecar/web/package.json; do
+    for pj in "$here"/tests/*/package.json "$here"/sidecar/web/package.json \
+        "$here"/client-sdk/node/package.json; do
         [ -f "$pj" ] || continue
         d=$(dirname "$pj")
         stamp="$d/node_modules/.ringside-installed"

@@ -6,12 +6,18 @@
  * cleanly before exiting.  progress, term and task-end first start the task in this ring (ignoring
  * "already started"): the sidecar tracks tasks by (agent_id, task_id) across the rings of an agent,
  * so a task started by an earlier invocation continues here.
+ *
+ * --stdin keeps one ring open and publishes the commands read from stdin, one a line
+ * (pub_line.h), so a shell agent pays for one process and one ring, not one per event.
+ * Without a ring directory (no sidecar) nothing is published, a warning is printed and the exit
+ * status is 0, unless --strict: a `set -e` script must not die because the sidecar is absent.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "pub_line.h"
 #include "ringside.h"
 #include "tools_args.h"
 #include "tools_common.h"
@@ -29,9 +35,10 @@ static int ok(int rc)
     return rc == RS_OK || rc == RS_EFULL;
 }
 
-static int fail(int rc, const char *what)
+/* where: "" for a command line, "line N: " in --stdin mode. */
+static int fail(const char *where, int rc, const char *what)
 {
-    fprintf(stderr, "%s: %s failed: %s\n", prog, what, rs_strerror(rc));
+    fprintf(stderr, "%s: %s%s failed: %s\n", prog, where, what, rs_strerror(rc));
     return TOOLS_EXIT_RUNTIME;
 }
 
@@ -51,39 +58,98 @@ static int pump_stdin(rs_agent *agent, const pub_args *a)
         }
         int rc = rs_write(agent, a->task, (rs_stream)a->stream, buf, (size_t)n);
         if (!ok(rc))
-            return fail(rc, "term");
+            return fail("", rc, "term");
     }
 }
 
-static int run(rs_agent *agent, const pub_args *a)
+/* Reads stdin to EOF and discards it (term without a sidecar: the writer must not get EPIPE). */
+static void drain_stdin(void)
+{
+    static unsigned char buf[PUB_TERM_BUF];
+    for (;;) {
+        ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+        if (n == 0 || (n == -1 && errno != EINTR))
+            return;
+    }
+}
+
+/* Publishes one parsed command; where prefixes error messages.  Returns an exit code. */
+static int run(rs_agent *agent, const pub_args *a, const char *where)
 {
     int rc = RS_OK;
     switch (a->cmd) {
     case PUB_CMD_STATUS:
         rc = rs_set_status(agent, (rs_status)a->status, a->text);
-        return ok(rc) ? TOOLS_EXIT_OK : fail(rc, "status");
+        return ok(rc) ? TOOLS_EXIT_OK : fail(where, rc, "status");
     case PUB_CMD_TASK_START:
         rc = tools_ensure_task(agent, a->task, a->text);
-        return rc == RS_OK ? TOOLS_EXIT_OK : fail(rc, "task-start");
+        return rc == RS_OK ? TOOLS_EXIT_OK : fail(where, rc, "task-start");
     case PUB_CMD_PROGRESS:
         rc = tools_ensure_task(agent, a->task, NULL);
         if (rc == RS_OK)
             rc = rs_progress(agent, a->task, a->step, a->total, a->text);
-        return ok(rc) ? TOOLS_EXIT_OK : fail(rc, "progress");
+        return ok(rc) ? TOOLS_EXIT_OK : fail(where, rc, "progress");
     case PUB_CMD_TERM:
         rc = tools_ensure_task(agent, a->task, NULL);
         if (!ok(rc))
-            return fail(rc, "term");
-        return pump_stdin(agent, a);
+            return fail(where, rc, "term");
+        if (a->data == NULL)
+            return pump_stdin(agent, a);
+        if (a->data_len > 0)
+            rc = rs_write(agent, a->task, (rs_stream)a->stream, a->data, a->data_len);
+        return ok(rc) ? TOOLS_EXIT_OK : fail(where, rc, "term");
     case PUB_CMD_TASK_END:
         rc = tools_ensure_task(agent, a->task, NULL);
         if (rc == RS_OK)
             rc = rs_task_end(agent, a->task, (rs_status)a->status, a->exit_code);
-        return ok(rc) ? TOOLS_EXIT_OK : fail(rc, "task-end");
+        return ok(rc) ? TOOLS_EXIT_OK : fail(where, rc, "task-end");
     case PUB_CMD_NONE:
+    case PUB_CMD_STDIN:
         break;
     }
     return TOOLS_EXIT_USAGE;
+}
+
+/* --stdin: publishes every line's command into one ring until EOF.  agent NULL (no sidecar):
+ * lines are still checked, nothing is published.  A bad line is reported and skipped.
+ * Returns 2 if any line had a usage error, else 1 if any failed, else 0. */
+static int run_stdin(rs_agent *agent, const pub_args *a)
+{
+    static char line[PUB_LINE_MAX + 3]; /* the line, "\r\n" and NUL */
+    unsigned long lineno = 0;
+    int usage = 0, runtime = 0;
+    char msg[512], where[48];
+
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        size_t n = strlen(line);
+        pub_args la;
+        lineno++;
+        snprintf(where, sizeof where, "line %lu: ", lineno);
+        if (n == sizeof line - 1 && line[n - 1] != '\n') {
+            int c;
+            fprintf(stderr, "%s: %sline longer than %u bytes: skipped\n", prog, where,
+                    PUB_LINE_MAX);
+            usage = 1;
+            do
+                c = getchar();
+            while (c != EOF && c != '\n');
+            continue;
+        }
+        if (pub_line_parse(line, &a->common, &la, msg, sizeof msg) != TOOLS_PARSE_OK) {
+            fprintf(stderr, "%s: %s%s\n", prog, where, msg);
+            usage = 1;
+            continue;
+        }
+        if (la.cmd == PUB_CMD_NONE || agent == NULL)
+            continue;
+        if (run(agent, &la, where) != TOOLS_EXIT_OK)
+            runtime = 1;
+    }
+    if (ferror(stdin)) {
+        fprintf(stderr, "%s: reading stdin failed: %s\n", prog, strerror(errno));
+        runtime = 1;
+    }
+    return usage ? TOOLS_EXIT_USAGE : runtime ? TOOLS_EXIT_RUNTIME : TOOLS_EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -113,14 +179,22 @@ int main(int argc, char **argv)
     sizing.log_slots = PUB_LOG_SLOTS;
     sizing.max_tasks = 1;
     sizing.term_rings = a.cmd == PUB_CMD_TERM ? 1u : RS_TERM_RINGS_NONE;
-    rc = tools_open(&a.common, &sizing, &agent, msg, sizeof msg);
+    /* --stdin: one ring for many events and tasks: the SDK's default sizing. */
+    rc = tools_open(&a.common, a.cmd == PUB_CMD_STDIN ? NULL : &sizing, &agent, msg, sizeof msg);
     if (rc != RS_OK) {
-        fprintf(stderr, "%s: %s\n", prog, msg);
-        return TOOLS_EXIT_RUNTIME;
+        if (a.strict || !tools_shm_dir_missing(a.common.shm_dir)) {
+            fprintf(stderr, "%s: %s\n", prog, msg);
+            return TOOLS_EXIT_RUNTIME;
+        }
+        fprintf(stderr, "%s: warning: %s (nothing published; --strict makes this an error)\n",
+                prog, msg);
+        if (a.cmd == PUB_CMD_TERM)
+            drain_stdin();
+        return a.cmd == PUB_CMD_STDIN ? run_stdin(NULL, &a) : TOOLS_EXIT_OK;
     }
-    code = run(agent, &a);
+    code = a.cmd == PUB_CMD_STDIN ? run_stdin(agent, &a) : run(agent, &a, "");
     rc = rs_close(agent);
     if (rc != RS_OK && code == TOOLS_EXIT_OK)
-        code = fail(rc, "closing the ring");
+        code = fail("", rc, "closing the ring");
     return code;
 }

@@ -16,7 +16,8 @@ static const char *const status_names[] = {"idle",   "working",   "stuck",
                                            "failed", "completed", "cancelled"};
 
 static const char PUB_USAGE[] =
-    "usage: ringside-pub [--shm-dir D] [--agent A] [--project P] [--owner U] COMMAND ...\n"
+    "usage: ringside-pub [--shm-dir D] [--agent A] [--project P] [--owner U] [--strict] COMMAND ...\n"
+    "       ringside-pub [options] --stdin     (commands from stdin, one a line, into one ring)\n"
     "\n"
     "Publishes one event of agent A (project P) to the Ringside sidecar of this pod.\n"
     "\n"
@@ -32,10 +33,19 @@ static const char PUB_USAGE[] =
     "  --agent A     agent id                RINGSIDE_AGENT\n"
     "  --project P   project id              RINGSIDE_PROJECT\n"
     "  --owner U     user owning the agent   RINGSIDE_OWNER\n"
+    "  --strict      fail (exit 1) when the ring directory does not exist; by default a warning\n"
+    "                is printed and the event is dropped with exit status 0 (no sidecar)\n"
+    "  --stdin       long-lived: read commands from stdin, one a line, as words (\"double\n"
+    "                quotes\" with \\n \\r \\t \\e \\xHH \\\\ \\\" escapes, or 'single quotes'), e.g.\n"
+    "                  status working \"reading the repo\"\n"
+    "                  term TASK [--stderr] \"\\e[32mok\\e[0m\\r\\n\"   (TEXT, not stdin, in this mode)\n"
+    "                Blank lines and lines starting with # are skipped; a bad line is reported\n"
+    "                with its number and skipped.  Lines longer than 65536 bytes are rejected.\n"
     "  -h, --help    this text;  --version   the SDK version\n"
     "\n"
     "Ids: 1-63 characters from [A-Za-z0-9._:@-].  Use -- before arguments that start with '-'.\n"
-    "Exit status: 0 ok, 1 runtime error (e.g. no sidecar ring directory), 2 usage error.\n";
+    "Exit status: 0 ok (also when no ring directory exists, unless --strict), 1 runtime error,\n"
+    "2 usage error.  With --stdin: 2 if any line had a usage error, else 1 if any failed.\n";
 
 static const char RUN_USAGE[] =
     "usage: ringside-run --agent A --project P --task T [--shm-dir D] [--owner U] [--title S]\n"
@@ -325,51 +335,10 @@ static int check_text(const char *what, const char *s, char *err, size_t errlen)
     return 0;
 }
 
-tools_parse_result pub_args_parse(int argc, char *const *argv, const tools_env *env, pub_args *out,
-                                  char *err, size_t errlen)
+tools_parse_result pub_command_parse(const char *const *pos, int npos, int want_stderr,
+                                     pub_args *out, char *err, size_t errlen)
 {
-    const char *pos[PUB_MAX_POS + 1];
-    int npos = 0;
-    int dashdash = 0;
-    int want_stderr = 0;
     size_t k;
-
-    memset(out, 0, sizeof *out);
-    out->stream = 1;
-    if (err != NULL && errlen > 0)
-        err[0] = '\0';
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        /* "-" alone and negative numbers (an EXIT_CODE) are arguments, not options. */
-        if (!dashdash && a[0] == '-' && a[1] != '\0' && !(a[1] >= '0' && a[1] <= '9')) {
-            if (strcmp(a, "--") == 0) {
-                dashdash = 1;
-                continue;
-            }
-            int r = common_opt(argc, argv, &i, &out->common, err, errlen);
-            if (r == OPT_HELP)
-                return TOOLS_PARSE_HELP;
-            if (r == OPT_VERSION)
-                return TOOLS_PARSE_VERSION;
-            if (r == OPT_ERROR)
-                return TOOLS_PARSE_USAGE;
-            if (r == OPT_TAKEN)
-                continue;
-            if (strcmp(a, "--stderr") == 0) {
-                want_stderr = 1;
-                continue;
-            }
-            seterr(err, errlen, "unknown option '%.80s' (see --help)", a);
-            return TOOLS_PARSE_USAGE;
-        }
-        if (npos > PUB_MAX_POS) {
-            seterr(err, errlen, "too many arguments at '%.80s' (see --help)", a);
-            return TOOLS_PARSE_USAGE;
-        }
-        pos[npos++] = a;
-    }
-
     if (npos == 0) {
         seterr(err, errlen,
                "no command: use status, task-start, progress, term or task-end (see --help)");
@@ -462,7 +431,73 @@ tools_parse_result pub_args_parse(int argc, char *const *argv, const tools_env *
         }
         break;
     case PUB_CMD_NONE:
+    case PUB_CMD_STDIN:
         break;
+    }
+
+    return TOOLS_PARSE_OK;
+}
+
+tools_parse_result pub_args_parse(int argc, char *const *argv, const tools_env *env, pub_args *out,
+                                  char *err, size_t errlen)
+{
+    const char *pos[PUB_MAX_POS + 1];
+    int npos = 0;
+    int dashdash = 0;
+    int want_stderr = 0;
+
+    memset(out, 0, sizeof *out);
+    out->stream = 1;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        /* "-" alone and negative numbers (an EXIT_CODE) are arguments, not options. */
+        if (!dashdash && a[0] == '-' && a[1] != '\0' && !(a[1] >= '0' && a[1] <= '9')) {
+            if (strcmp(a, "--") == 0) {
+                dashdash = 1;
+                continue;
+            }
+            int r = common_opt(argc, argv, &i, &out->common, err, errlen);
+            if (r == OPT_HELP)
+                return TOOLS_PARSE_HELP;
+            if (r == OPT_VERSION)
+                return TOOLS_PARSE_VERSION;
+            if (r == OPT_ERROR)
+                return TOOLS_PARSE_USAGE;
+            if (r == OPT_TAKEN)
+                continue;
+            if (strcmp(a, "--stderr") == 0) {
+                want_stderr = 1;
+                continue;
+            }
+            if (strcmp(a, "--strict") == 0) {
+                out->strict = 1;
+                continue;
+            }
+            if (strcmp(a, "--stdin") == 0) {
+                out->cmd = PUB_CMD_STDIN;
+                continue;
+            }
+            seterr(err, errlen, "unknown option '%.80s' (see --help)", a);
+            return TOOLS_PARSE_USAGE;
+        }
+        if (npos > PUB_MAX_POS) {
+            seterr(err, errlen, "too many arguments at '%.80s' (see --help)", a);
+            return TOOLS_PARSE_USAGE;
+        }
+        pos[npos++] = a;
+    }
+
+    if (out->cmd == PUB_CMD_STDIN) {
+        if (npos != 0 || want_stderr) {
+            seterr(err, errlen, "--stdin takes no command: write commands to stdin, one a line "
+                                "(see --help)");
+            return TOOLS_PARSE_USAGE;
+        }
+    } else if (pub_command_parse(pos, npos, want_stderr, out, err, errlen) != TOOLS_PARSE_OK) {
+        return TOOLS_PARSE_USAGE;
     }
 
     if (common_finish(&out->common, env, err, errlen) != 0)

@@ -55,7 +55,8 @@ typedef enum pub_command {
     PUB_CMD_TASK_START,
     PUB_CMD_PROGRESS,
     PUB_CMD_TERM,
-    PUB_CMD_TASK_END
+    PUB_CMD_TASK_END,
+    PUB_CMD_STDIN /* --stdin: commands from stdin, one a line (pub_line.h) */
 } pub_command;
 
 typedef struct pub_args {
@@ -68,6 +69,9 @@ typedef struct pub_args {
     uint32_t total;     /* progress */
     int stream;         /* term: 1 stdout (default), 2 stderr (--stderr) */
     int exit_code;      /* task-end */
+    int strict;         /* --strict: a missing ring directory is an error (default: a warning) */
+    const char *data;   /* --stdin term: the TEXT to write (binary; data_len bytes) */
+    size_t data_len;
 } pub_args;
 
 typedef struct run_args {
@@ -95,6 +99,12 @@ int tools_parse_int(const char *s, long min, long max, int *out);
  * rs_status_name). */
 tools_parse_result pub_args_parse(int argc, char *const *argv, const tools_env *env, pub_args *out,
                                   char *err, size_t errlen);
+
+/* Parses one command given as positional words pos[0..npos) (pos[0] the command name, as in
+ * argv after the options); sets out->cmd and the command's fields, not out->common.  Same error
+ * conventions as pub_args_parse. */
+tools_parse_result pub_command_parse(const char *const *pos, int npos, int want_stderr,
+                                     pub_args *out, char *err, size_t errlen);
 
 /* Parses ringside-run's argv: options, then "--" (optional if CMD does not start with '-'), then
  * CMD ARGS….  Same conventions as pub_args_parse. */

@@ -83,6 +83,12 @@ int tools_open(const tools_common *c, const tools_sizing *sz, rs_agent **out, ch
     return rc;
 }
 
+int tools_shm_dir_missing(const char *dir)
+{
+    struct stat st;
+    return stat(dir, &st) == -1 && errno == ENOENT;
+}
+
 int tools_ensure_task(rs_agent *agent, const char *task_id, const char *title)
 {
     int rc = rs_task_start(agent, task_id, title);

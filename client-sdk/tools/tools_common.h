@@ -27,6 +27,9 @@ typedef struct tools_sizing {
 int tools_open(const tools_common *c, const tools_sizing *sz, rs_agent **out, char *msg,
                size_t msglen);
 
+/* Returns 1 when dir does not exist (no sidecar has created it), else 0. */
+int tools_shm_dir_missing(const char *dir);
+
 /* Starts task_id in this process's ring unless already started there; RS_EEXIST and RS_EFULL
  * (record dropped, task open locally) count as success.  This is how a task started by another process (another ring) is continued: the
  * sidecar tracks tasks by (agent_id, task_id) across the rings of one agent. */

@@ -156,13 +156,83 @@ class PubTest(ShmCase):
         self.assertEqual(term_bytes(dump(self.shm), "empty"), b"")
 
     def test_missing_shm_dir(self):
+        """No sidecar: a warning and exit 0 (a `set -e` agent carries on), unless --strict."""
         missing = os.path.join(self.tmp.name, "nope")
-        p = self.run_tool([PUB, "--shm-dir", missing, "--agent", "a", "--project", "p",
-                           "status", "idle"])
+        base = [PUB, "--shm-dir", missing, "--agent", "a", "--project", "p"]
+        p = self.run_tool(base + ["status", "idle"])
+        self.assertEqual(p.returncode, 0)
+        self.assertEqual(p.stderr.decode(),
+                         f"ringside-pub: warning: shm dir {missing} does not exist: start the "
+                         f"sidecar first or pass --shm-dir (nothing published; --strict makes "
+                         f"this an error)\n")
+        p = self.run_tool(base + ["--strict", "status", "idle"])
         self.assertEqual(p.returncode, 1)
         self.assertEqual(p.stderr.decode(),
                          f"ringside-pub: shm dir {missing} does not exist: start the sidecar "
                          f"first or pass --shm-dir\n")
+        # term reads its input to EOF, so the writer of a pipe gets no EPIPE
+        p = self.run_tool(["bash", "-c", 'set -eo pipefail; '
+                           'head -c 300000 /dev/zero | "$@"; echo done', "bash"] + base +
+                          ["term", "t1"])
+        self.assertEqual((p.returncode, p.stdout), (0, b"done\n"), p.stderr)
+        self.assertFalse(os.path.exists(missing))
+
+    def test_stdin_mode_one_ring(self):
+        script = (b'status working "reading the repo"\n'
+                  b"# a comment, then a blank line\n\n"
+                  b'task-start t-1 "Build it"\n'
+                  b"progress t-1 3 10 compiling\n"
+                  b'term t-1 "\\e[32mok\\e[0m\\r\\n\\x00\\xff"\n'
+                  b"term t-1 --stderr 'warn '\n"
+                  b"task-end t-1 failed 7\n"
+                  b'task-start t-2\n'
+                  b'status stuck "-5 \xc2\xb0C"\r\n'
+                  b"task-end t-2 completed\n"
+                  b"status idle")  # no final newline
+        p = self.pub("--stdin", input=script)
+        self.assertEqual((p.returncode, p.stderr), (0, b""))
+        recs = dump(self.shm)
+        self.assertEqual(len(self.rings(recs)), 1)
+        self.assertEqual(self.rings(recs)[0]["closed_cleanly"], 1)
+        self.assertEqual([(s["status"], s["detail"]) for s in of(recs, "status")],
+                         [(1, "reading the repo"), (2, "-5 \u00b0C"), (0, "")])
+        self.assertEqual(of(recs, "task_start", task="t-1")[0]["title"], "Build it")
+        self.assertEqual(term_bytes(recs, "t-1", 1), b"\x1b[32mok\x1b[0m\r\n\x00\xff")
+        self.assertEqual(term_bytes(recs, "t-1", 2), b"warn ")
+        self.assertEqual(sorted((e["task"], e["outcome"], e["exit_code"])
+                                for e in of(recs, "task_end")),
+                         [("t-1", 3, 7), ("t-2", 4, 0)])
+
+    def test_stdin_mode_bad_lines_are_skipped(self):
+        script = (b"status working\nbogus\nstatus busy\nprogress nope 1 2\n"
+                  b"status idle \"open\n" + b"x" * 70000 + b"\nstatus completed\n")
+        p = self.pub("--stdin", input=script)
+        self.assertEqual(p.returncode, 2)
+        err = p.stderr.decode().splitlines()
+        self.assertEqual(err, [
+            "ringside-pub: line 2: unknown command 'bogus': use status, task-start, progress, "
+            "term or task-end",
+            "ringside-pub: line 3: unknown status 'busy': use idle, working, stuck, failed, "
+            "completed or cancelled",
+            "ringside-pub: line 5: unterminated double quote",
+            "ringside-pub: line 6: line longer than 65536 bytes: skipped",
+        ])
+        # progress of a task not started here starts it (as across processes): line 4 is fine
+        recs = dump(self.shm)
+        self.assertEqual([s["status"] for s in of(recs, "status")], [1, 4])
+        self.assertEqual(len(of(recs, "progress", task="nope")), 1)
+
+    def test_stdin_mode_without_sidecar(self):
+        missing = os.path.join(self.tmp.name, "nope")
+        base = [PUB, "--shm-dir", missing, "--agent", "a", "--project", "p", "--stdin"]
+        p = self.run_tool(base, input=b"status idle\nstatus busy\n")
+        self.assertEqual(p.returncode, 2)  # lines are still checked
+        self.assertIn(b"warning: shm dir", p.stderr)
+        self.assertIn(b"line 2: unknown status 'busy'", p.stderr)
+        p = self.run_tool(base, input=b"status idle\n")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = self.run_tool(base + ["--strict"], input=b"status idle\n")
+        self.assertEqual(p.returncode, 1)
 
     def test_shm_dir_is_a_file(self):
         f = os.path.join(self.tmp.name, "file")
@@ -453,19 +523,38 @@ class ExamplesTest(ShmCase):
         self.assertIn((5, 5, "promote"), [(r["step"], r["total"], r["message"])
                                           for r in of(recs, "progress", task="sh-agent-1")])
 
+    def check_example_agent(self, agent):
+        recs = dump(self.shm)
+        self.assertEqual([r["agent"] for r in self.rings(recs)], [agent])
+        ends = sorted((e["task"], e["outcome"], e["exit_code"]) for e in of(recs, "task_end"))
+        self.assertEqual(ends, [(f"{agent}-1", 4, 0), (f"{agent}-1-report", 4, 0),
+                                (f"{agent}-2", 4, 0), (f"{agent}-2-report", 4, 0)])
+        self.assertIn(b"\x1b[1;32maccuracy 0.93\x1b[0m\r\n", term_bytes(recs, f"{agent}-2"))
+        self.assertIn(b"accuracy 0.93", term_bytes(recs, f"{agent}-2-report"))
+        self.assertEqual(of(recs, "status")[-1]["status"], STATUS["idle"])
+
     def test_python_agent(self):
-        env = {"LD_LIBRARY_PATH": LIB, "PYTHONDONTWRITEBYTECODE": "1"}
+        """examples/python/agent.py with the ringside package; the library from RINGSIDE_LIB."""
+        env = {"RINGSIDE_LIB": LIB, "PYTHONPATH": os.path.join(SRC, "client-sdk", "python"),
+               "PYTHONDONTWRITEBYTECODE": "1"}
         env.update(sanitizer_preload(os.path.join(LIB, "libringside.so")))
-        p = self.run_tool(["/usr/bin/python3", os.path.join(SRC, "examples/python-agent.py"),
+        p = self.run_tool(["/usr/bin/python3", os.path.join(SRC, "examples/python/agent.py"),
                            "--shm-dir", self.shm, "--agent", "py1", "--loop", "2",
                            "--delay-ms", "0"], env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
-        recs = dump(self.shm)
-        self.assertEqual([r["agent"] for r in self.rings(recs)], ["py1"])
-        ends = sorted((e["task"], e["outcome"], e["exit_code"]) for e in of(recs, "task_end"))
-        self.assertEqual(ends, [("py1-1", 4, 0), ("py1-2", 4, 0)])
-        self.assertIn(b"\x1b[1;32maccuracy 0.93\x1b[0m\r\n", term_bytes(recs, "py1-2"))
-        self.assertEqual(of(recs, "status")[-1]["status"], STATUS["idle"])
+        self.check_example_agent("py1")
+
+    def test_node_agent(self):
+        node = shutil.which("node")
+        if node is None or not os.path.isdir(os.path.join(SRC, "client-sdk/node/node_modules/koffi")):
+            self.skipTest("node or client-sdk/node/node_modules (scripts/install-deps.sh test) missing")
+        env = {"RINGSIDE_LIB": LIB}
+        env.update(sanitizer_preload(os.path.join(LIB, "libringside.so")))
+        p = self.run_tool([node, os.path.join(SRC, "examples/node/agent.js"), "--shm-dir",
+                           self.shm, "--agent", "node1", "--loop", "2", "--delay-ms", "0"],
+                          env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.check_example_agent("node1")
 
 
 PROGRAM = r"""
