@@ -48,6 +48,7 @@ class Sidecar:
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.logs = []
+        self.logs_eof = False  # the reader has read the sidecar's stderr to its end
         self.cond = threading.Condition()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=full_env)
@@ -70,6 +71,9 @@ class Sidecar:
             with self.cond:
                 self.logs.append(entry)
                 self.cond.notify_all()
+        with self.cond:
+            self.logs_eof = True
+            self.cond.notify_all()
 
     def raw_logs(self):
         with self.cond:
@@ -86,7 +90,8 @@ class Sidecar:
                         return self.logs[i]
                     i += 1
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and i >= len(self.logs):
+                # Not "the process exited": its last lines may still be in the pipe.
+                if left <= 0 or self.logs_eof and i >= len(self.logs):
                     return None
                 self.cond.wait(min(left, 0.1))
 
