@@ -69,6 +69,7 @@ typedef struct cl_req {
     uint64_t after;   /* replay: last seq delivered */
     uint64_t last;    /* replay: stream seq at the first page */
     int first_page;
+    int paused;       /* replay: waiting for cluster_replay_resume (nothing in flight) */
     char epoch[CL_EPOCH_MAX + 1];
 } cl_req;
 
@@ -1007,6 +1008,7 @@ static void replay_page(cl_req *r, int status, const redisReply *reply)
         replay_finish(r, 1, seq, epoch); /* reset while reading */
         return;
     }
+    int pause = 0;
     for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *en = entries->element[i], *e;
         uint64_t s;
@@ -1022,13 +1024,19 @@ static void replay_page(cl_req *r, int status, const redisReply *reply)
             return;
         }
         r->after = s;
-        if (!r->cancelled)
-            r->on_event(r->ud, e->str, e->len, s);
+        if (!r->cancelled && r->on_event(r->ud, e->str, e->len, s) != 0)
+            pause = 1;
     }
     if (seq > r->last)
         r->last = seq;
-    if (entries->elements == CL_PAGE && !r->cancelled && cl_send_page(cl, r, r->after + 1) == 0)
-        return;
+    if (entries->elements == CL_PAGE && !r->cancelled) {
+        if (pause) {
+            r->paused = 1; /* cluster_replay_resume sends the next page */
+            return;
+        }
+        if (cl_send_page(cl, r, r->after + 1) == 0)
+            return;
+    }
     replay_finish(r, 0, r->last > r->after ? r->last : r->after, r->epoch);
 }
 
@@ -1058,9 +1066,29 @@ void cluster_replay_cancel(cluster *cl, void *ud)
 {
     if (cl == NULL)
         return;
-    for (cl_req *r = cl->reqs; r != NULL; r = r->next)
-        if (r->kind == REQ_REPLAY && r->ud == ud)
+    for (cl_req *r = cl->reqs, *next; r != NULL; r = next) {
+        next = r->next;
+        if (r->kind != REQ_REPLAY || r->ud != ud)
+            continue;
+        if (r->paused)
+            req_free(r); /* nothing in flight will come back for it */
+        else
             r->cancelled = 1;
+    }
+}
+
+void cluster_replay_resume(cluster *cl, void *ud)
+{
+    if (cl == NULL)
+        return;
+    for (cl_req *r = cl->reqs; r != NULL; r = r->next) {
+        if (r->kind != REQ_REPLAY || r->ud != ud || !r->paused)
+            continue;
+        r->paused = 0;
+        if (cl_send_page(cl, r, r->after + 1) != 0)
+            replay_finish(r, -1, 0, r->epoch);
+        return;
+    }
 }
 
 /* ---- admission ----------------------------------------------------------------------------------- */

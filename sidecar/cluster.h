@@ -86,7 +86,9 @@ void cluster_put_agent(cluster *cl, const char *agent_id, const char *json, size
 
 /* ---- replay ---------------------------------------------------------------------------------- */
 
-typedef void (*cluster_replay_event_cb)(void *ud, const char *json, size_t len, uint64_t seq);
+/* Returns 0 to go on, or 1 when the consumer has enough for now: the replay pauses after the
+ * current page until cluster_replay_resume() (a resuming client's replay is paced by its queue). */
+typedef int (*cluster_replay_event_cb)(void *ud, const char *json, size_t len, uint64_t seq);
 /* status: 0 complete; 1 truncated (epoch differs or events after after_seq are gone);
  * -1 Redis unavailable.  last_seq: the newest seq in the stream when read. */
 typedef void (*cluster_replay_done_cb)(void *ud, int status, uint64_t last_seq, const char *epoch);
@@ -98,6 +100,9 @@ int cluster_replay(cluster *cl, uint64_t after_seq, const char *epoch, cluster_r
 
 /* Cancels the callbacks of a pending replay for ud (the connection went away).  Idempotent. */
 void cluster_replay_cancel(cluster *cl, void *ud);
+
+/* Continues a replay for ud that its on_event paused.  No-op if none is paused. */
+void cluster_replay_resume(cluster *cl, void *ud);
 
 /* ---- registry and limits (C2, B9) ----------------------------------------------------------- */
 

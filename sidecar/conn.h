@@ -94,9 +94,16 @@ typedef struct conn {
     int shutdown_pending;       /* drain: send shutdown + close 1001 when the timer fires */
     uint16_t close_after_flush; /* close with this code once the send queue is empty */
     close_reason close_after_why;
-    int replaying;              /* cluster resume in progress: live events are held back */
-    uint64_t replay_snap_seq;   /* seq of the snapshot sent before the replay */
-    msg **held;                 /* live events held during the replay, in order */
+    /* Resume: persisted events reach the client through the replay, paced by its send queue
+     * (hub_conn_drained), never all queued at once. */
+    int replaying;              /* resume in progress: live persisted events wait for it */
+    uint64_t replay_next;       /* embedded: next seq to replay from the hub's buffer */
+    uint64_t replay_snap_seq;   /* cluster: seq of the snapshot sent before the replay */
+    msg **rq;                   /* cluster: replayed events waiting for room in the queue */
+    size_t rq_head, rq_len, rq_cap;
+    int replay_fetching;        /* cluster: the stream read is still running (maybe paused) */
+    int replay_status;          /* cluster: the read's outcome (cluster_replay_done_cb) */
+    msg **held;                 /* cluster: live events held during the replay, in order */
     size_t n_held;
     int held_overflow;          /* too many held: the client gets replay_truncated + snapshot */
     uint64_t term_pos;          /* terminal: next scrollback byte position this client needs */

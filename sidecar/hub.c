@@ -99,8 +99,11 @@ struct hub {
 };
 
 static void share_agent(hub *h, const agent *a);
-static void replay_event(void *ud, const char *json, size_t len, uint64_t seq);
+static int replay_event(void *ud, const char *json, size_t len, uint64_t seq);
 static void replay_done(void *ud, int status, uint64_t last_seq, const char *epoch);
+static void replay_pump(hub *h, conn *c);
+static void replay_finish_cluster(hub *h, conn *c);
+static void snapshot(hub *h, conn *c, buf *b);
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
@@ -213,6 +216,7 @@ static void progress_fields(buf *b, const task *t)
 /* ---- fan-out --------------------------------------------------------------------------------- */
 
 #define HELD_MAX 4096 /* live events held per connection while its cluster replay runs */
+#define REPLAY_BACKLOG_MAX 512 /* cluster: replayed events read ahead of a client's queue */
 
 static void broadcast(hub *h, msg *m, uint32_t type, const agent *a)
 {
@@ -221,6 +225,13 @@ static void broadcast(hub *h, msg *m, uint32_t type, const agent *a)
         next = c->sub_next;
         if (!filter_match(&c->filt, type, a->id, a->project) || !conn_may_see(c, a->project, a->id))
             continue;
+        if (c->replaying && h->cl == NULL) {
+            /* Persisted events reach a resuming client from the replay buffer, in order;
+             * latest values (progress) are not replayed and go now. */
+            if (m->seq == 0)
+                conn_send(c, m);
+            continue;
+        }
         if (c->replaying) {
             if (c->n_held == HELD_MAX) {
                 c->held_overflow = 1;
@@ -287,6 +298,109 @@ static void deliver_local(hub *h, agent *a, const char *json, size_t len, uint32
     g_metrics.events_in[kind]++;
     broadcast(h, m, type, a);
     msg_unref(m);
+}
+
+/* ---- paced resume ------------------------------------------------------------------------------
+ * A resuming client may have missed far more events than its send queue holds (--send-queue, 4x
+ * for critical ones): queued at once they would close it 4008 on every attempt.  So the replay
+ * is pumped into the queue while it has room (half of --send-queue and --send-queue-bytes) and
+ * continued when the queue drains (hub_conn_drained); live persisted events wait for it. */
+
+static int replay_room(const hub *h, const conn *c)
+{
+    size_t n = (size_t)h->cfg->send_queue / 2;
+    return c->q_len < (n > 0 ? n : 1) && c->q_bytes < (size_t)h->cfg->send_queue_bytes / 2;
+}
+
+static void rq_push(conn *c, msg *m)
+{
+    if (c->rq_len == c->rq_cap) {
+        size_t ncap = c->rq_cap ? c->rq_cap * 2 : 64;
+        msg **n = xcalloc(ncap, sizeof *n);
+        for (size_t i = 0; i < c->rq_len; i++)
+            n[i] = c->rq[(c->rq_head + i) % c->rq_cap];
+        free(c->rq);
+        c->rq = n;
+        c->rq_cap = ncap;
+        c->rq_head = 0;
+    }
+    c->rq[(c->rq_head + c->rq_len) % c->rq_cap] = msg_ref(m);
+    c->rq_len++;
+}
+
+static msg *rq_pop(conn *c)
+{
+    msg *m = c->rq[c->rq_head];
+    c->rq_head = (c->rq_head + 1) % c->rq_cap;
+    c->rq_len--;
+    return m;
+}
+
+/* Embedded: from the hub's buffer, up to the newest event; then the client is live. */
+static void replay_pump_local(hub *h, conn *c)
+{
+    while (c->replaying && c->state == CONN_WS && replay_room(h, c)) {
+        if (c->replay_next > h->seq) {
+            c->replaying = 0; /* caught up: live from here, nothing in between */
+            return;
+        }
+        uint64_t oldest = h->r_len ? h->replay[h->r_head].seq : h->seq + 1;
+        replay_entry *e = c->replay_next >= oldest
+                              ? &h->replay[(h->r_head + (size_t)(c->replay_next - oldest)) % h->r_cap]
+                              : NULL;
+        if (e == NULL || e->seq != c->replay_next) {
+            /* Expired from the buffer while this client was replaying: say so, then the
+             * present state, then live events. */
+            buf b;
+            buf_init(&b);
+            buf_puts(&b, "{\"type\":\"replay_truncated\"");
+            json_kstr(&b, "epoch", h->epoch);
+            json_kstr(&b, "client_epoch", h->epoch);
+            json_ku64(&b, "from_seq", c->replay_next - 1);
+            json_ku64(&b, "oldest_seq", oldest);
+            json_ku64(&b, "to_seq", h->seq);
+            buf_puts(&b, "}");
+            conn_send_text(c, b.data, b.len, MSG_CONTROL, 1);
+            buf_reset(&b);
+            c->replaying = 0;
+            snapshot(h, c, &b);
+            conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
+            buf_free(&b);
+            return;
+        }
+        c->replay_next++;
+        if (filter_match(&c->filt, e->type, e->a->id, e->a->project) &&
+            conn_may_see(c, e->a->project, e->a->id))
+            conn_send(c, e->m);
+    }
+}
+
+/* Cluster: from the events read from the stream (read ahead by at most a page), then the held
+ * live ones. */
+static void replay_pump_cluster(hub *h, conn *c)
+{
+    while (c->rq_len > 0 && c->state == CONN_WS && replay_room(h, c)) {
+        msg *m = rq_pop(c);
+        conn_send(c, m);
+        msg_unref(m);
+    }
+    if (c->state != CONN_WS || !c->replaying)
+        return;
+    if (c->replay_fetching) {
+        if (c->rq_len < REPLAY_BACKLOG_MAX / 2)
+            cluster_replay_resume(h->cl, c);
+        return;
+    }
+    if (c->rq_len == 0)
+        replay_finish_cluster(h, c);
+}
+
+static void replay_pump(hub *h, conn *c)
+{
+    if (h->cl != NULL)
+        replay_pump_cluster(h, c);
+    else
+        replay_pump_local(h, c);
 }
 
 /* Finishes h->scratch (an event object without its closing brace and, if persisted, without
@@ -603,6 +717,10 @@ static void term_bytes(hub *h, task *t, const uint8_t *data, size_t len, uint64_
 
 void hub_conn_drained(hub *h, conn *c)
 {
+    if (c->endpoint == EP_EVENTS && c->replaying && c->state == CONN_WS) {
+        replay_pump(h, c);
+        return;
+    }
     if (c->endpoint != EP_TERMINAL || c->sub_owner == NULL || c->state != CONN_WS)
         return;
     task *t = c->sub_owner;
@@ -861,6 +979,7 @@ void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, cons
         if (resume) {
             c->replay_snap_seq = hub_seq(h);
             c->replaying = 1;
+            c->replay_fetching = 1;
             if (cluster_replay(h->cl, resume_seq, epoch, replay_event, replay_done, c) != 0)
                 replay_done(c, -1, 0, "");
         }
@@ -888,12 +1007,9 @@ void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, cons
     conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
     buf_free(&b);
     if (resume && !truncated) {
-        for (size_t i = 0; i < h->r_len; i++) {
-            replay_entry *e = &h->replay[(h->r_head + i) % h->r_cap];
-            if (e->seq > resume_seq && filter_match(&c->filt, e->type, e->a->id, e->a->project) &&
-                conn_may_see(c, e->a->project, e->a->id))
-                conn_send(c, e->m);
-        }
+        c->replaying = 1;
+        c->replay_next = resume_seq + 1;
+        replay_pump(h, c);
     }
 }
 
@@ -941,10 +1057,15 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
 
 void hub_unsubscribe(hub *h, conn *c)
 {
-    if (c->replaying && h->cl != NULL) {
+    if (c->replaying && h->cl != NULL)
         cluster_replay_cancel(h->cl, c);
-        c->replaying = 0;
-    }
+    c->replaying = 0;
+    c->replay_fetching = 0;
+    while (c->rq_len > 0)
+        msg_unref(rq_pop(c));
+    free(c->rq);
+    c->rq = NULL;
+    c->rq_cap = 0;
     for (size_t i = 0; i < c->n_held; i++)
         msg_unref(c->held[i]);
     free(c->held);
@@ -1303,15 +1424,15 @@ static void share_agent(hub *h, const agent *a)
 
 /* ---- cluster resume ---------------------------------------------------------------------------- */
 
-static void replay_event(void *ud, const char *json, size_t len, uint64_t seq)
+static int replay_event(void *ud, const char *json, size_t len, uint64_t seq)
 {
     conn *c = ud;
     if (seq > c->replay_snap_seq)
-        return; /* newer than the snapshot: it comes live (held meanwhile) */
+        return 0; /* newer than the snapshot: it comes live (held meanwhile) */
     json_error_t err;
     json_t *o = json_loadb(json, len, 0, &err);
     if (o == NULL)
-        return;
+        return 0;
     const char *etype = jstr(o, "type");
     uint32_t type = strcmp(etype, "agent_status") == 0   ? FILTER_EV_STATUS
                     : strcmp(etype, "task_started") == 0 ? FILTER_EV_TASK_STARTED
@@ -1321,10 +1442,12 @@ static void replay_event(void *ud, const char *json, size_t len, uint64_t seq)
         conn_may_see(c, project_id, agent_id)) {
         msg *m = msg_new(json, len, 1, MSG_TASK, 1);
         m->seq = seq;
-        conn_send(c, m);
+        rq_push(c, m);
         msg_unref(m);
     }
     json_decref(o);
+    replay_pump(c->srv->hub, c);
+    return c->rq_len >= REPLAY_BACKLOG_MAX; /* pause the read until the client takes some */
 }
 
 static void replay_done(void *ud, int status, uint64_t last_seq, const char *epoch)
@@ -1332,13 +1455,21 @@ static void replay_done(void *ud, int status, uint64_t last_seq, const char *epo
     (void)last_seq;
     (void)epoch;
     conn *c = ud;
-    hub *h = c->srv->hub;
+    c->replay_fetching = 0;
+    c->replay_status = status;
+    replay_pump(c->srv->hub, c);
+}
+
+/* The cluster replay is read and queued: the held live events follow (or, if it failed or too
+ * many were held, replay_truncated and a fresh snapshot first). */
+static void replay_finish_cluster(hub *h, conn *c)
+{
     c->replaying = 0;
-    if (status != 0 || c->held_overflow) {
+    if (c->replay_status != 0 || c->held_overflow) {
         char json[160];
         int n = snprintf(json, sizeof json,
                          "{\"type\":\"replay_truncated\",\"epoch\":\"%s\",\"reason\":\"%s\"}",
-                         hub_epoch(h), status == 1 ? "window" : "unavailable");
+                         hub_epoch(h), c->replay_status == 1 ? "window" : "unavailable");
         conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
         buf b;
         buf_init(&b);
@@ -1355,6 +1486,9 @@ static void replay_done(void *ud, int status, uint64_t last_seq, const char *epo
     c->held = NULL;
     c->n_held = 0;
     c->held_overflow = 0;
+    free(c->rq);
+    c->rq = NULL;
+    c->rq_cap = 0;
 }
 
 void hub_render_metrics(buf *b, void *ud)

@@ -769,8 +769,8 @@ static msg *next_message(conn *c)
             }
             if (c->close_after_flush != 0)
                 return NULL;
-            if (c->term_behind || c->endpoint == EP_TERMINAL)
-                hub_conn_drained(c->srv->hub, c);
+            if (c->term_behind || c->endpoint == EP_TERMINAL || c->replaying)
+                hub_conn_drained(c->srv->hub, c); /* terminal catch-up, paced resume */
             if (c->q_len == 0)
                 return NULL;
             continue;

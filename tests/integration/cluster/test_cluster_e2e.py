@@ -186,6 +186,41 @@ class TestFanoutAndReplay(ClusterCase):
                 self.assertEqual(m["detail"], "live")
         run_async(run())
 
+    def test_long_resume_on_other_instance_is_paced_not_closed(self):
+        """1,500 missed events (15x the default --send-queue, past the 4x critical cap, three
+        replay pages): the resume on B delivers every one in order, then live events, instead
+        of closing the client 4008 at once (which failed its every retry: chaos_sidecar_kill)."""
+        async def run():
+            async with connect(self.a) as wsa:
+                await recv_json(wsa)
+                self.a.pub("status", "idle", "start", agent="lr")
+                m, _ = await recv_until(wsa, is_status("lr"))
+                last, epoch = m["seq"], m["epoch"]
+            # every event is in the stream once an observer on A sees the last one
+            async with connect(self.a) as wsa:
+                await recv_json(wsa)
+                pub = subprocess.run(
+                    [os.path.join(os.environ.get("RINGSIDE_BIN", ""), "ringside-bench-pub"),
+                     "--mode", "status", "--agents", "1", "--rate", "1000", "--count", "1500",
+                     "--shm-dir", self.a.shm_dir, "--project", "p1", "--agent", "lr"],
+                    stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+                self.assertEqual(pub.returncode, 0, pub.stderr)
+                await recv_until(wsa, is_status("lr", last + 1499), timeout=20)
+            url = "/ws/events?last_sequence_id=%d&epoch=%s" % (last, epoch)
+            async with connect(self.b, url) as wsb:
+                got = []
+                deadline = time.monotonic() + 20
+                while len(got) < 1500 and time.monotonic() < deadline:
+                    m = await recv_json(wsb, max(0.1, deadline - time.monotonic()))
+                    self.assertNotEqual(m.get("type"), "replay_truncated", m)
+                    if m.get("type") == "agent_status":
+                        got.append(m["seq"])
+                self.assertEqual(got, list(range(last + 1, last + 1501)))
+                self.a.pub("status", "stuck", "live", agent="lr")
+                m, _ = await recv_until(wsb, is_status("lr", last + 1500))
+                self.assertEqual((m["seq"], m["detail"]), (last + 1501, "live"))
+        run_async(run())
+
     def test_stale_cursor_gets_replay_truncated(self):
         async def run():
             self.a.pub("status", "working", agent="a1")

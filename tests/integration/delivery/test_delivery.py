@@ -891,6 +891,39 @@ class RateTest(Base):
 
 
 # ---------------------------------------------------------------------------------------------
+class LongResumeTest(Base):
+    """Default --send-queue (100) and --replay-max."""
+
+    def test_resume_larger_than_the_send_queue_gets_every_event(self):
+        """A client away for 1,500 events (15x --send-queue, past the 4x critical cap) resumes
+        and gets every one, in order, then live ones: the replay is paced by its queue, not
+        closed 4008 as a slow consumer (which made such a client's every retry fail)."""
+        async def run():
+            a = self.agent("a1", "p1")
+            async with connect(self.sc) as ws:
+                snap = await snapshot_of(ws)
+                epoch = snap["epoch"]
+                a.cmd("status working one")
+                S = (await events_until(ws, is_status("one")))[-1]["seq"]
+            async with connect(self.sc) as obs:
+                await snapshot_of(obs)
+                for _ in range(3):  # the ring's log holds fewer than 1,500 at once
+                    a.cmd("statusburst 500")
+                    await events_until(obs, is_status("b499"), timeout=20.0)
+            q = "/ws/events?last_sequence_id=%d&epoch=%s" % (S, epoch)
+            async with connect(self.sc, q) as ws:
+                snap = await snapshot_of(ws)
+                T = snap["seq"]
+                self.assertEqual(T, S + 1500)
+                a.cmd("status working live")
+                got = await events_until(ws, is_status("live"), timeout=20.0)
+                self.assertEqual([m["seq"] for m in got], list(range(S + 1, T + 2)))
+                self.assertEqual([m["detail"] for m in got[:-1]],
+                                 ["b%d" % (i % 500) for i in range(1500)])
+        run_async(run())
+
+
+# ---------------------------------------------------------------------------------------------
 class ReplayTest(Base):
     sidecar_args = ("--replay-max", "20")
 

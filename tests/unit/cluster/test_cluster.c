@@ -183,18 +183,20 @@ static int wait_for(fx *f, int *v, int target, double timeout)
 
 typedef struct rres {
     int events, done, status;
+    int pause; /* on_rev asks the replay to pause after each page */
     uint64_t seqs[2048];
     uint64_t last;
     char epoch[64];
 } rres;
 
-static void on_rev(void *ud, const char *json, size_t len, uint64_t seq)
+static int on_rev(void *ud, const char *json, size_t len, uint64_t seq)
 {
     rres *r = ud;
     assert_int_equal(json_seq(json, len), seq);
     if (r->events < 2048)
         r->seqs[r->events] = seq;
     r->events++;
+    return r->pause;
 }
 static void on_rdone(void *ud, int status, uint64_t last, const char *epoch)
 {
@@ -264,6 +266,36 @@ static void test_persist_contiguous_and_replay(void **state)
     assert_int_equal(r.events, 1000);
     for (int i = 0; i < 1000; i++)
         assert_int_equal(r.seqs[i], (uint64_t)i + 1);
+
+    /* paced: the consumer pauses the read after each page and resumes it */
+    memset(&r, 0, sizeof(r));
+    r.pause = 1;
+    assert_int_equal(cluster_replay(f->a.cl, 0, p.epoch, on_rev, on_rdone, &r), 0);
+    assert_true(wait_for(f, &r.events, 512, 5));
+    {
+        /* a persist's reply comes after any page read the replay could have sent meanwhile */
+        pres q;
+        int t2;
+        memset(&q, 0, sizeof(q));
+        persist_n(f, f->a.cl, &q, 1, &t2);
+        assert_true(wait_for(f, &q.done, t2, 5));
+    }
+    assert_int_equal(r.events, 512); /* paused */
+    assert_int_equal(r.done, 0);
+    cluster_replay_resume(f->a.cl, &r);
+    assert_true(wait_for(f, &r.done, 1, 5)); /* a last, partial page: nothing to pause after */
+    assert_int_equal(r.events, 1001);
+    assert_int_equal(r.status, 0);
+    for (int i = 0; i < 1001; i++)
+        assert_int_equal(r.seqs[i], (uint64_t)i + 1);
+    /* a paused replay cancelled: freed, no callback */
+    memset(&r, 0, sizeof(r));
+    r.pause = 1;
+    assert_int_equal(cluster_replay(f->a.cl, 0, p.epoch, on_rev, on_rdone, &r), 0);
+    assert_true(wait_for(f, &r.events, 512, 5));
+    cluster_replay_cancel(f->a.cl, &r);
+    cluster_replay_resume(f->a.cl, &r); /* nothing paused any more: a no-op */
+    assert_int_equal(r.done, 0);
 
     /* cancelled: no callback at all */
     memset(&r, 0, sizeof(r));
