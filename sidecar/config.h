@@ -10,6 +10,9 @@
 
 #include <stdio.h>
 
+#define CONFIG_PROJECTS_MAX 64   /* projects one pod may be bound to */
+#define CONFIG_PROJECT_ID_MAX 63 /* same bound as every other id */
+
 /* X(field, name, kind, default, min, max, help)
  * kind: STR (string, default may be NULL), INT (integer within [min, max]), BOOL (flag, no value). */
 #define CONFIG_OPTIONS(X)                                                                          \
@@ -18,6 +21,9 @@
     X(redis, "redis", STR, NULL, 0, 0,                                                             \
       "redis://host:port[/db] or redis-sentinel://h1:p1,h2:p2/master (unset: embedded mode)")      \
     X(instance_id, "instance-id", STR, NULL, 0, 0, "this instance's name in Redis (default: hostname)") \
+    X(projects, "projects", STR, NULL, 0, 0,                                                       \
+      "comma-separated projects this pod's agents may publish for; '*' any (unset: any in "       \
+      "embedded mode; required with --redis)")                                                     \
     X(jwt_key, "jwt-key", STR, NULL, 0, 0, "JWT key file: HS secret, or PEM public key")           \
     X(jwt_alg, "jwt-alg", STR, "HS256", 0, 0, "pinned JWT algorithm: HS256, RS256 or ES256")       \
     X(jwt_issuer, "jwt-issuer", STR, NULL, 0, 0, "required JWT iss claim (unset: not checked)")    \
@@ -64,7 +70,14 @@ typedef struct config {
     CONFIG_OPTIONS(CONFIG_FIELD_)
 #undef CONFIG_FIELD_
     char hostname[256];
+    /* --projects, parsed: the projects rings of this pod may name (D2) */
+    int all_projects;
+    unsigned n_projects;
+    char project_set[CONFIG_PROJECTS_MAX][CONFIG_PROJECT_ID_MAX + 1];
 } config;
+
+/* 1 if a ring of this pod may publish for project (--projects). */
+int config_project_allowed(const config *cfg, const char *project);
 
 /* Fills cfg from defaults, then RINGSIDE_* environment, then argv (argv[0] is skipped; a leading
  * "serve" is accepted).  On error writes one line naming the option to errbuf and returns -1;

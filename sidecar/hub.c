@@ -54,6 +54,7 @@ typedef struct agent {
     char id[IPC_ID_MAX + 1];
     char project[IPC_ID_MAX + 1];
     char owner[IPC_ID_MAX + 1];
+    char origin[256]; /* instance whose event or state was applied last ("" until then) */
     int has_status;
     uint8_t status;
     char detail[IPC_TEXT_MAX + 1];
@@ -104,12 +105,22 @@ static void replay_done(void *ud, int status, uint64_t last_seq, const char *epo
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-static agent *find_agent(hub *h, const ipc_identity *id, int create)
+/* An agent is (project_id, agent_id): the same id in two projects is two agents, and nothing
+ * ever changes an agent's project (D2). */
+static agent *lookup_agent(hub *h, const char *project_id, const char *agent_id)
 {
     for (agent *a = h->agents; a != NULL; a = a->next) {
-        if (strcmp(a->id, id->agent_id) == 0)
+        if (strcmp(a->id, agent_id) == 0 && strcmp(a->project, project_id) == 0)
             return a;
     }
+    return NULL;
+}
+
+static agent *find_agent(hub *h, const ipc_identity *id, int create)
+{
+    agent *found = lookup_agent(h, id->project_id, id->agent_id);
+    if (found != NULL)
+        return found;
     if (!create)
         return NULL;
     agent *a = xcalloc(1, sizeof *a);
@@ -331,7 +342,7 @@ static void persist_done(void *ud, int status, const char *json, size_t len, uin
     (void)epoch;
     pending_persist *p = ud;
     hub *h = p->h;
-    if (status != 0 && !h->closing) {
+    if (status != 0 && status != CLUSTER_REFUSED && !h->closing) {
         buf_reset(&h->scratch);
         buf_append(&h->scratch, p->prefix, p->len);
         publish_local(h, p->a, p->type, p->kind, 1, p->ts_ns, 0);
@@ -363,7 +374,7 @@ static void publish(hub *h, agent *a, uint32_t type, msg_kind kind, int persiste
             free(p);
         } else {
             buf_puts(b, "}");
-            cluster_publish(h->cl, type, b->data, b->len);
+            cluster_publish(h->cl, type, a->project, b->data, b->len);
             buf_reset(b);
             return;
         }
@@ -507,10 +518,12 @@ static void send_gap(conn *c, const task *t, const char *reason, uint64_t bytes)
 
 /* ---- terminal relay across instances (C3) -----------------------------------------------------
  * The instance that reads an agent's ring owns its terminal bytes.  Another instance with a
- * viewer of that task publishes a watch request ("agent\ttask\tfrom", every RELAY_RENEW_S); the
- * owner then publishes the bytes from `from` (its scrollback) and every new chunk, each with its
- * absolute position ("agent\ttask\tpos\n" + bytes), for RELAY_TTL_S after the last request.
- * Nothing is relayed while nobody remote watches. */
+ * viewer of that task publishes a watch request ("project\tagent\ttask\tfrom", every
+ * RELAY_RENEW_S); the owner then publishes the bytes from `from` (its scrollback) and every new
+ * chunk, each with its absolute position ("project\tagent\ttask\tpos\n" + bytes), for
+ * RELAY_TTL_S after the last request.  Nothing is relayed while nobody remote watches.  A viewer
+ * takes bytes only for the exact (project, agent) it knows, and only from the instance its state
+ * came from (D2, C3). */
 #define CLUSTER_TYPE_TERM_WATCH 0x100u
 #define CLUSTER_TYPE_TERM_DATA 0x200u
 #define RELAY_TTL_S 30
@@ -520,9 +533,10 @@ static void relay_chunk(hub *h, const task *t, uint64_t pos, const uint8_t *data
 {
     buf b;
     buf_init(&b);
-    buf_printf(&b, "%s\t%s\t%llu\n", t->agent->id, t->id, (unsigned long long)pos);
+    buf_printf(&b, "%s\t%s\t%s\t%llu\n", t->agent->project, t->agent->id, t->id,
+               (unsigned long long)pos);
     buf_append(&b, data, len);
-    cluster_publish(h->cl, CLUSTER_TYPE_TERM_DATA, b.data, b.len);
+    cluster_publish(h->cl, CLUSTER_TYPE_TERM_DATA, t->agent->project, b.data, b.len);
     buf_free(&b);
 }
 
@@ -554,10 +568,10 @@ static void relay_request(hub *h, const task *t)
 {
     if (h->cl == NULL || t->agent->local)
         return;
-    char req[160];
-    int n = snprintf(req, sizeof req, "%s\t%s\t%llu", t->agent->id, t->id,
+    char req[240];
+    int n = snprintf(req, sizeof req, "%s\t%s\t%s\t%llu", t->agent->project, t->agent->id, t->id,
                      (unsigned long long)(t->sb_end > 0 ? t->sb_end : 0));
-    cluster_publish(h->cl, CLUSTER_TYPE_TERM_WATCH, req, (size_t)n);
+    cluster_publish(h->cl, CLUSTER_TYPE_TERM_WATCH, NULL, req, (size_t)n);
 }
 
 static void relay_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -648,6 +662,7 @@ void hub_ring_attached(hub *h, const ipc_identity *id)
     a->rings++;
     a->died = 0;
     a->local = 1;
+    snprintf(a->origin, sizeof a->origin, "%s", h->cfg->instance_id);
 }
 
 void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
@@ -897,11 +912,16 @@ void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, cons
     }
 }
 
-int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id)
+int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id,
+                           const char *project_id)
 {
+    /* Only among the tasks c may see: another project's task of the same id neither answers
+     * (no existence oracle) nor shadows the user's own (D2). */
     task *found = NULL;
     for (agent *a = h->agents; a != NULL; a = a->next) {
-        if (agent_id[0] != '\0' && strcmp(a->id, agent_id) != 0)
+        if ((agent_id[0] != '\0' && strcmp(a->id, agent_id) != 0) ||
+            (project_id[0] != '\0' && strcmp(a->project, project_id) != 0) ||
+            !conn_may_see(c, a->project, a->id))
             continue;
         task *t = find_task(a, task_id);
         if (t != NULL && (found == NULL || t->started_ns > found->started_ns))
@@ -910,8 +930,6 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
     if (found == NULL)
         return -1;
     task *t = found;
-    if (!conn_may_see(c, t->agent->project, t->agent->id))
-        return -2;
     c->sub_owner = t;
     c->sub_prev = NULL;
     c->sub_next = t->subs;
@@ -961,6 +979,43 @@ void hub_unsubscribe(hub *h, conn *c)
         c->sub_next->sub_prev = c->sub_prev;
     c->sub_next = c->sub_prev = NULL;
     c->sub_owner = NULL;
+}
+
+void hub_rights_changed(hub *h, conn *c)
+{
+    if (!c->has_ident || c->sub_owner == NULL)
+        return;
+    if (c->endpoint == EP_TERMINAL) {
+        const agent *a = ((task *)c->sub_owner)->agent;
+        if (conn_may_see(c, a->project, a->id))
+            return;
+        g_metrics.tenancy_refusals[TENANCY_RIGHTS_REVOKED]++;
+        log_info("terminal closed: rights revoked",
+                 "\"conn\":%llu,\"user\":\"%s\",\"project\":\"%s\",\"agent\":\"%s\","
+                 "\"reason\":\"refreshed token no longer allows the project\"",
+                 (unsigned long long)c->id, c->ident.user, a->project, a->id);
+        conn_close_ws(c, 4003, CLOSE_FORBIDDEN, "your token no longer allows this project");
+        return;
+    }
+    /* Events: delivery checks the rights of every message already; the filter shrinks to the
+     * projects still allowed (all of them gone: it matches nothing rather than everything). */
+    filter_list *pl = &c->filt.projects;
+    unsigned n = pl->n, kept = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (auth_allows_project(&c->ident, pl->ids[i])) {
+            if (kept != i)
+                memcpy(pl->ids[kept], pl->ids[i], sizeof pl->ids[0]);
+            kept++;
+        }
+    }
+    if (kept == n)
+        return;
+    pl->n = kept;
+    if (kept == 0) {
+        filter_list_free(pl);
+        c->filt.types = 0;
+    }
+    hub_send_subscribed(h, c);
 }
 
 void hub_send_subscribed(hub *h, conn *c)
@@ -1081,28 +1136,38 @@ static void apply_remote(hub *h, agent *a, const char *type, json_t *o, uint64_t
     }
 }
 
-/* Splits "agent\ttask\tnumber" (the number ends at '\n' or the end); returns 0 or -1. */
-static int relay_header(const char *p, size_t len, char agent_id[IPC_ID_MAX + 1],
-                        char task_id[IPC_ID_MAX + 1], uint64_t *num, size_t *consumed)
+/* Copies the id field [p, e) into out; returns 0 or -1 if it is not a valid id. */
+static int relay_id(const char *p, const char *e, char out[IPC_ID_MAX + 1])
 {
-    const char *end = p + len;
-    const char *t1 = memchr(p, '\t', len);
-    if (t1 == NULL)
+    size_t n = (size_t)(e - p);
+    if (!filter_id_valid(p, n) || n > IPC_ID_MAX)
         return -1;
-    const char *t2 = memchr(t1 + 1, '\t', (size_t)(end - t1 - 1));
-    if (t2 == NULL)
-        return -1;
-    const char *nl = memchr(t2 + 1, '\n', (size_t)(end - t2 - 1));
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* Splits "project\tagent\ttask\tnumber" (the number ends at '\n' or the end); returns 0 or -1. */
+static int relay_header(const char *p, size_t len, char project_id[IPC_ID_MAX + 1],
+                        char agent_id[IPC_ID_MAX + 1], char task_id[IPC_ID_MAX + 1], uint64_t *num,
+                        size_t *consumed)
+{
+    const char *end = p + len, *f[4];
+    f[0] = p;
+    for (int i = 1; i < 4; i++) {
+        const char *tab = memchr(f[i - 1], '\t', (size_t)(end - f[i - 1]));
+        if (tab == NULL)
+            return -1;
+        f[i] = tab + 1;
+    }
+    const char *nl = memchr(f[3], '\n', (size_t)(end - f[3]));
     const char *ne = nl != NULL ? nl : end;
-    size_t al = (size_t)(t1 - p), tl = (size_t)(t2 - t1 - 1), nlen = (size_t)(ne - t2 - 1);
-    if (!filter_id_valid(p, al) || !filter_id_valid(t1 + 1, tl) || nlen == 0 || nlen > 20)
+    size_t nlen = (size_t)(ne - f[3]);
+    if (relay_id(f[0], f[1] - 1, project_id) != 0 || relay_id(f[1], f[2] - 1, agent_id) != 0 ||
+        relay_id(f[2], f[3] - 1, task_id) != 0 || nlen == 0 || nlen > 20)
         return -1;
-    memcpy(agent_id, p, al);
-    agent_id[al] = '\0';
-    memcpy(task_id, t1 + 1, tl);
-    task_id[tl] = '\0';
     char num_s[24];
-    memcpy(num_s, t2 + 1, nlen);
+    memcpy(num_s, f[3], nlen);
     num_s[nlen] = '\0';
     char *e;
     *num = strtoull(num_s, &e, 10);
@@ -1112,18 +1177,14 @@ static int relay_header(const char *p, size_t len, char agent_id[IPC_ID_MAX + 1]
     return 0;
 }
 
-static void remote_terminal(hub *h, uint32_t type, const char *p, size_t len)
+static void remote_terminal(hub *h, const char *origin, uint32_t type, const char *p, size_t len)
 {
-    char agent_id[IPC_ID_MAX + 1], task_id[IPC_ID_MAX + 1];
+    char project_id[IPC_ID_MAX + 1], agent_id[IPC_ID_MAX + 1], task_id[IPC_ID_MAX + 1];
     uint64_t num;
     size_t used;
-    if (relay_header(p, len, agent_id, task_id, &num, &used) != 0)
+    if (relay_header(p, len, project_id, agent_id, task_id, &num, &used) != 0)
         return;
-    agent *a = NULL;
-    for (agent *x = h->agents; x != NULL; x = x->next) {
-        if (strcmp(x->id, agent_id) == 0)
-            a = x;
-    }
+    agent *a = lookup_agent(h, project_id, agent_id);
     if (a == NULL)
         return;
     task *t = find_task(a, task_id);
@@ -1140,6 +1201,17 @@ static void remote_terminal(hub *h, uint32_t type, const char *p, size_t len)
     }
     if (a->local)
         return; /* our own bytes */
+    if (strcmp(origin, a->origin) != 0) {
+        /* Bytes for an agent this instance knows from another instance: not from its owner. */
+        char eo[96], ea[96];
+        g_metrics.tenancy_refusals[TENANCY_RELAY_NOT_OWNER]++;
+        log_warn("terminal bytes refused",
+                 "\"origin\":\"%s\",\"owner\":\"%s\",\"project\":\"%s\",\"agent\":\"%s\","
+                 "\"reason\":\"not from the agent's instance\"",
+                 log_esc(eo, sizeof eo, origin, strlen(origin)),
+                 log_esc(ea, sizeof ea, a->origin, strlen(a->origin)), a->project, a->id);
+        return;
+    }
     const uint8_t *data = (const uint8_t *)p + used;
     size_t n = len - used;
     uint64_t pos = num;
@@ -1171,7 +1243,7 @@ void hub_remote_event(hub *h, const char *origin, uint32_t type, const char *jso
 {
     if (type == CLUSTER_TYPE_TERM_WATCH || type == CLUSTER_TYPE_TERM_DATA) {
         if (strcmp(origin, h->cfg->instance_id) != 0)
-            remote_terminal(h, type, json, len);
+            remote_terminal(h, origin, type, json, len);
         return;
     }
     json_error_t err;
@@ -1196,8 +1268,11 @@ void hub_remote_event(hub *h, const char *origin, uint32_t type, const char *jso
     agent *a = find_agent(h, &id, 1);
     a->active_mono = util_mono_ns();
     uint64_t ts_ns = jint(o, "ts_ns");
-    if (strcmp(origin, h->cfg->instance_id) != 0)
+    if (strcmp(origin, h->cfg->instance_id) != 0) {
         apply_remote(h, a, etype, o, ts_ns);
+        if (a->rings == 0)
+            snprintf(a->origin, sizeof a->origin, "%s", origin);
+    }
     uint32_t ftype;
     msg_kind kind;
     int persisted = 0;
@@ -1253,6 +1328,7 @@ void hub_remote_agent(hub *h, const char *json, size_t len)
             }
             snprintf(a->detail, sizeof a->detail, "%s", jstr(o, "detail"));
             snprintf(a->owner, sizeof a->owner, "%s", jstr(o, "owner"));
+            snprintf(a->origin, sizeof a->origin, "%s", jstr(o, "instance"));
         }
     }
     json_decref(o);
@@ -1297,7 +1373,7 @@ static void share_agent(hub *h, const agent *a)
     json_ku64(&b, "ts_ns", a->status_ts_ns);
     json_kstr(&b, "instance", h->cfg->instance_id);
     buf_puts(&b, "}");
-    cluster_put_agent(h->cl, a->id, b.data, b.len);
+    cluster_put_agent(h->cl, a->project, a->id, b.data, b.len);
     buf_free(&b);
 }
 

@@ -157,6 +157,9 @@ static int serve(int argc, char **argv)
     ev_signal_start(loop, &g_daemon.sigint);
     ev_signal_init(&g_daemon.sighup, sighup_cb, SIGHUP);
     ev_signal_start(loop, &g_daemon.sighup);
+    if (cfg.redis != NULL && cfg.all_projects)
+        log_warn("--projects '*': this pod's agents may publish for every project of the cluster",
+                 "\"reason\":\"explicit opt-in\"");
     log_info("ringside started", "\"version\":\"%s\",\"instance\":\"%s\",\"mode\":\"%s\"",
              RINGSIDE_VERSION, cfg.instance_id, cl != NULL ? "redis" : "embedded");
 
