@@ -114,6 +114,12 @@ static int parse_projects(config *cfg, char *errbuf, size_t errlen)
             valid = isalnum((unsigned char)c) || c == '.' || c == '_' || c == ':' || c == '@' ||
                     c == '-';
         }
+        if (!valid && v[0] == '\0') {
+            snprintf(errbuf, errlen,
+                     "--projects is empty: name the projects this pod's agents publish for (in "
+                     "Kubernetes: the pod's ringside.io/projects annotation)");
+            return -1;
+        }
         if (!valid) {
             snprintf(errbuf, errlen,
                      "--projects: '%.*s' is not a project id (1-63 chars of A-Z a-z 0-9 . _ : @ -; "
