@@ -181,6 +181,12 @@ static int validate(config *cfg, char *errbuf, size_t errlen)
     }
     if (parse_projects(cfg, errbuf, errlen) != 0)
         return -1;
+    if (cfg->redis != NULL && !cfg->no_auth && cfg->fingerprint_key == NULL) {
+        snprintf(errbuf, errlen,
+                 "--fingerprint-key is required with --redis: give every instance the same key file "
+                 "(>= 32 random bytes) so per-user limits hold across the cluster");
+        return -1;
+    }
     if (cfg->instance_id == NULL) {
         if (gethostname(cfg->hostname, sizeof cfg->hostname - 1) != 0)
             strcpy(cfg->hostname, "ringside");

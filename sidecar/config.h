@@ -28,6 +28,9 @@
     X(jwt_alg, "jwt-alg", STR, "HS256", 0, 0, "pinned JWT algorithm: HS256, RS256 or ES256")       \
     X(jwt_issuer, "jwt-issuer", STR, NULL, 0, 0, "required JWT iss claim (unset: not checked)")    \
     X(jwt_audience, "jwt-audience", STR, NULL, 0, 0, "required JWT aud claim (unset: not checked)") \
+    X(fingerprint_key, "fingerprint-key", STR, NULL, 0, 0,                                         \
+      "file (>= 32 bytes, the same on every instance) keying token and user fingerprints, so "     \
+      "per-user limits hold cluster-wide (required with --redis unless --no-auth)")                \
     X(jwt_leeway, "jwt-leeway", INT, "30", 0, 300, "seconds of clock skew allowed for exp/nbf")   \
     X(no_auth, "no-auth", BOOL, NULL, 0, 0, "disable authentication (local development only)")     \
     X(allowed_origins, "allowed-origins", STR, NULL, 0, 0,                                         \

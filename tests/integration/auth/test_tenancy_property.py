@@ -339,8 +339,12 @@ class Cluster(PropertyBase):
         from test_cluster_e2e import Redis
         self.redis = Redis()
         self.addCleanup(self.redis.stop)
-        a = self.sidecar(["--redis", self.redis.url, "--instance-id", "A", "--projects", "p0,p1"])
-        b = self.sidecar(["--redis", self.redis.url, "--instance-id", "B", "--projects", "p2,p3"])
+        fpkey = os.path.join(self.tmp.name, "fingerprint.key")
+        with open(fpkey, "w") as f:
+            f.write(os.urandom(48).hex())
+        common = ["--redis", self.redis.url, "--fingerprint-key", fpkey]
+        a = self.sidecar(common + ["--instance-id", "A", "--projects", "p0,p1"])
+        b = self.sidecar(common + ["--instance-id", "B", "--projects", "p2,p3"])
         for sc in (a, b):
             deadline = time.monotonic() + 10
             while not (sc.http("/readyz")[0] == 200 and

@@ -56,14 +56,21 @@ async def drain(ws, quiet=0.3):
     return out
 
 
-class TenancyCluster(unittest.TestCase):
+class Pods(unittest.TestCase):
+    """Pod A (project p1) and pod B (project p2): two sidecars, two shm dirs, one Redis."""
+    extra = ()
+
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
         self.key = os.path.join(self.tmp.name, "jwt.key")
         with open(self.key, "w") as f:
             f.write(os.urandom(48).hex() + "\n")
+        self.fpkey = os.path.join(self.tmp.name, "fingerprint.key")
+        with open(self.fpkey, "w") as f:
+            f.write(os.urandom(48).hex() + "\n")
         self.redis = Redis()
-        common = ["--redis", self.redis.url, "--jwt-key", self.key, "--conn-msg-rate", "0"]
+        common = ["--redis", self.redis.url, "--jwt-key", self.key, "--conn-msg-rate", "0",
+                  "--fingerprint-key", self.fpkey] + list(self.extra)
         # pod A runs the attacker's agent (project p1), pod B the victim's (project p2)
         self.a = Sidecar(common + ["--instance-id", "A", "--projects", "p1"], no_auth=False)
         self.b = Sidecar(common + ["--instance-id", "B", "--projects", "p2"], no_auth=False)
@@ -86,6 +93,8 @@ class TenancyCluster(unittest.TestCase):
     def tok(self, sub, projects):
         return mint(self.key, sub, projects)
 
+
+class TenancyCluster(Pods):
     def test_agent_id_taken_in_another_pod_and_project(self):
         attacker, victim = self.tok("u1", "p1"), self.tok("u2", "p2")
 
@@ -190,6 +199,23 @@ class TenancyCluster(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline)
             time.sleep(0.02)
 
+    def test_fingerprint_key_required_with_auth_in_redis_mode(self):
+        import subprocess
+        from rstest import binpath
+        base = [binpath("ringside"), "--jwt-key", self.key, "--redis", self.redis.url,
+                "--projects", "p1"]
+        r = subprocess.run(base, capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+        self.assertIn(b"--fingerprint-key is required with --redis", r.stderr)
+        short = os.path.join(self.tmp.name, "short.key")
+        with open(short, "w") as f:
+            f.write("too short\n")
+        r = subprocess.run(base + ["--fingerprint-key", short], capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+        self.assertIn(b"--fingerprint-key", r.stderr)
+
     def test_projects_required_in_redis_mode(self):
         import subprocess
         from rstest import binpath
@@ -201,6 +227,43 @@ class TenancyCluster(unittest.TestCase):
         with Sidecar(["--redis", self.redis.url, "--projects", "*", "--instance-id", "C"]) as c:
             line = c.wait_log(lambda l: l.get("msg", "").startswith("--projects '*'"))
             self.assertEqual(line["level"], "warn")
+
+
+class UserLimitsAcrossInstances(Pods):
+    """With one fingerprint key for the cluster, --user-conns counts a user's connections on every
+    instance together."""
+    extra = ("--user-conns", "2")
+
+    def test_user_conns_hold_across_instances(self):
+        tok = self.tok("u1", "p1")
+
+        async def go():
+            held = [await connect(self.a, "/ws/events?token=" + tok),
+                    await connect(self.b, "/ws/events?token=" + tok)]
+            for ws in held:
+                self.assertEqual((await recv_json(ws))["type"], "snapshot")
+            for sc in (self.a, self.b):
+                with self.assertRaises(websockets.exceptions.InvalidStatusCode) as cm:
+                    async with connect(sc, "/ws/events?token=" + tok):
+                        pass
+                self.assertEqual(cm.exception.status_code, 429)
+            # another user is not affected
+            async with connect(self.b, "/ws/events?token=" + self.tok("u2", "p2")) as ws:
+                self.assertEqual((await recv_json(ws))["type"], "snapshot")
+            await held[0].close()
+            # the freed slot is usable from the other instance (the close releases the lease)
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    async with connect(self.b, "/ws/events?token=" + tok) as ws:
+                        self.assertEqual((await recv_json(ws))["type"], "snapshot")
+                        break
+                except websockets.exceptions.InvalidStatusCode as e:
+                    self.assertEqual(e.status_code, 429)
+                    self.assertLess(time.monotonic(), deadline, "slot never freed")
+                    await asyncio.sleep(0.05)
+            await held[1].close()
+        run_async(go())
 
 
 if __name__ == "__main__":
