@@ -36,6 +36,8 @@
     X(allowed_origins, "allowed-origins", STR, NULL, 0, 0,                                         \
       "comma-separated allowed browser origins (unset: same host only)")                           \
     X(dashboard, "dashboard", BOOL, NULL, 0, 0, "serve the dashboard at /")                        \
+    X(metrics_detail, "metrics-detail", BOOL, NULL, 0, 0,                                          \
+      "label per-ring metrics with agent id and pid (default: project and an opaque ring number)") \
     X(log_level, "log-level", STR, "info", 0, 0, "debug, info, warn or error (debug logs every connection)") \
     X(heartbeat_interval, "heartbeat-interval", INT, "30", 1, 3600, "seconds between server heartbeats") \
     X(heartbeat_misses, "heartbeat-misses", INT, "3", 1, 100,                                      \

@@ -32,6 +32,7 @@ typedef struct ring {
     char path[PATH_MAX];
     dev_t dev;
     ino_t ino;
+    uint64_t serial; /* opaque number for metrics labels (no agent id or pid by default) */
     watch *w;
     struct ring *next;
 } ring;
@@ -47,6 +48,7 @@ struct watch {
     struct hub *hub;
     ring *rings;
     size_t n_rings;
+    uint64_t rings_seen; /* serial of the last ring attached */
     int ifd;
     ev_io inotify_io;
     ev_timer rescan_timer;
@@ -77,6 +79,7 @@ static ring *ring_alloc(watch *w)
 {
     ring *rg = xcalloc(1, sizeof *rg);
     rg->w = w;
+    rg->serial = ++w->rings_seen;
     return rg;
 }
 
@@ -538,9 +541,16 @@ void watch_render_metrics(buf *b, void *ud)
         for (ring *rg = w->rings; rg != NULL; rg = rg->next) {
             ipc_reader_stats st;
             ipc_reader_get_stats(rg->r, &st);
-            buf_printf(b, "%s{project=\"%s\",agent=\"%s\",pid=\"%d\"} %.15g\n",
-                       series[i].name, rg->id.project_id, rg->id.agent_id, (int)rg->id.pid,
-                       series[i].value(&st));
+            /* Agent ids and pids only when the operator asks (--metrics-detail): /metrics is
+             * often readable more widely than the dashboards (D5). */
+            if (w->cfg->metrics_detail)
+                buf_printf(b, "%s{project=\"%s\",agent=\"%s\",pid=\"%d\"} %.15g\n",
+                           series[i].name, rg->id.project_id, rg->id.agent_id, (int)rg->id.pid,
+                           series[i].value(&st));
+            else
+                buf_printf(b, "%s{project=\"%s\",ring=\"%llu\"} %.15g\n", series[i].name,
+                           rg->id.project_id, (unsigned long long)rg->serial,
+                           series[i].value(&st));
         }
     }
 }
