@@ -55,6 +55,8 @@
       "messages per second sent to one connection (0: unlimited; excess queued up to 5 s)")        \
     X(global_msg_rate, "global-msg-rate", INT, "10000", 0, 100000000,                              \
       "events per second accepted into the hub from all sources (0: unlimited)")                   \
+    X(agent_status_rate, "agent-status-rate", INT, "50", 0, 1000000,                               \
+      "status events per second one agent may publish; over it the latest waits, coalesced (0: unlimited)") \
     X(conn_rate, "conn-rate", INT, "10", 0, 100000000, "new connections per minute per IP (429 above; 0: unlimited)") \
     X(max_connections, "max-connections", INT, "20000", 1, 1000000,                                \
       "connections per instance (503 with Retry-After above)")                                     \

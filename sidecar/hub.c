@@ -64,6 +64,14 @@ typedef struct agent {
     int local; /* its rings are read by this instance (it owns the terminal bytes) */
     uint32_t replay_refs; /* replay entries pointing here: the agent is kept while any exist */
     uint64_t active_mono; /* last event or ring change, for eviction */
+    /* --agent-status-rate: two buckets (every status; the critical lane for final statuses), and
+     * the latest status that waits for a token (coalesced: a newer one replaces it) */
+    double st_tokens, crit_tokens;
+    uint64_t st_tokens_mono;
+    int st_pending, over_budget;
+    uint8_t pending_status;
+    uint64_t pending_ts_ns;
+    char pending_detail[IPC_TEXT_MAX + 1];
     task *tasks;
     struct agent *next;
 } agent;
@@ -96,6 +104,7 @@ struct hub {
     ev_timer progress_timer;
     ev_timer sweep_timer;   /* evicts agents gone for longer than the replay window */
     ev_timer relay_timer;   /* renews terminal watch requests to the owning instance */
+    ev_timer budget_timer;  /* publishes statuses that waited for --agent-status-rate */
     buf scratch;
 };
 
@@ -128,6 +137,9 @@ static agent *find_agent(hub *h, const ipc_identity *id, int create)
     snprintf(a->id, sizeof a->id, "%s", id->agent_id);
     snprintf(a->project, sizeof a->project, "%s", id->project_id);
     snprintf(a->owner, sizeof a->owner, "%s", id->owner);
+    a->st_tokens = (double)h->cfg->agent_status_rate;
+    a->crit_tokens = a->st_tokens / 4 + 1;
+    a->st_tokens_mono = a->active_mono;
     a->next = h->agents;
     h->agents = a;
     return a;
@@ -384,6 +396,7 @@ static void publish(hub *h, agent *a, uint32_t type, msg_kind kind, int persiste
 
 static void publish_status(hub *h, agent *a, uint8_t status, const char *detail, uint64_t ts_ns)
 {
+    a->st_pending = 0; /* whatever waited is superseded */
     buf *b = &h->scratch;
     common_fields(b, "agent_status", a, ts_ns);
     if (a->has_status)
@@ -398,6 +411,93 @@ static void publish_status(hub *h, agent *a, uint8_t status, const char *detail,
     a->status_ts_ns = ts_ns;
     publish(h, a, FILTER_EV_STATUS, MSG_STATUS, 1, ts_ns, 0);
     share_agent(h, a);
+}
+
+/* ---- per-agent status budget (--agent-status-rate) ---------------------------------------------
+ * One agent must not flood Redis, every instance and every dashboard.  Each agent has a bucket of
+ * --agent-status-rate statuses per second (burst: one second's worth) and a critical lane, a
+ * quarter of that, for final statuses (failed, completed, cancelled) once the bucket is empty.  A
+ * status over budget is not lost: it waits, replaced by any newer one, and goes out when a token
+ * comes back, so the latest state always arrives.  Task events are not budgeted. */
+
+static int is_final_status(uint8_t s)
+{
+    return s == 3 || s == 4 || s == 5;
+}
+
+static int agent_admit(hub *h, agent *a, uint8_t status)
+{
+    double rate = (double)h->cfg->agent_status_rate;
+    if (rate <= 0)
+        return 1;
+    uint64_t now = util_mono_ns();
+    double dt = (double)(now - a->st_tokens_mono) / 1e9;
+    a->st_tokens_mono = now;
+    a->st_tokens = a->st_tokens + dt * rate > rate ? rate : a->st_tokens + dt * rate;
+    double crate = rate / 4 + 1;
+    a->crit_tokens = a->crit_tokens + dt * crate > crate ? crate : a->crit_tokens + dt * crate;
+    if (a->st_tokens >= 1.0) {
+        a->st_tokens -= 1.0;
+        return 1;
+    }
+    if (is_final_status(status) && a->crit_tokens >= 1.0) {
+        a->crit_tokens -= 1.0;
+        return 1;
+    }
+    return 0;
+}
+
+static void agent_status(hub *h, agent *a, uint8_t status, const char *detail, uint64_t ts_ns)
+{
+    if (!a->st_pending && agent_admit(h, a, status)) {
+        a->over_budget = 0;
+        publish_status(h, a, status, detail, ts_ns);
+        return;
+    }
+    if (a->st_pending)
+        g_metrics.agent_status_coalesced++; /* the waiting one is replaced */
+    a->st_pending = 1;
+    a->pending_status = status;
+    a->pending_ts_ns = ts_ns;
+    snprintf(a->pending_detail, sizeof a->pending_detail, "%s", detail);
+    if (!a->over_budget) {
+        a->over_budget = 1;
+        g_metrics.agent_status_over_budget++;
+        log_warn("agent over its status budget: the latest status waits",
+                 "\"project\":\"%s\",\"agent\":\"%s\",\"reason\":\"--agent-status-rate %ld\"",
+                 a->project, a->id, h->cfg->agent_status_rate);
+    }
+    if (!ev_is_active(&h->budget_timer)) {
+        ev_timer_set(&h->budget_timer, 1.0 / (double)h->cfg->agent_status_rate, 0.);
+        ev_timer_start(h->loop, &h->budget_timer);
+    }
+}
+
+/* A waiting status goes out now, whatever the budget says (its agent is leaving). */
+static void flush_pending_status(hub *h, agent *a)
+{
+    if (a->st_pending)
+        publish_status(h, a, a->pending_status, a->pending_detail, a->pending_ts_ns);
+}
+
+static void budget_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    hub *h = container_of(w, hub, budget_timer);
+    int waiting = 0;
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        if (!a->st_pending)
+            continue;
+        if (agent_admit(h, a, a->pending_status))
+            publish_status(h, a, a->pending_status, a->pending_detail, a->pending_ts_ns);
+        else
+            waiting = 1;
+    }
+    if (waiting) {
+        ev_timer_set(&h->budget_timer, 1.0 / (double)h->cfg->agent_status_rate, 0.);
+        ev_timer_start(h->loop, &h->budget_timer);
+    }
 }
 
 /* --global-msg-rate (B9): a token bucket over the progress events the hub accepts per second.
@@ -671,7 +771,7 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
     a->active_mono = util_mono_ns();
     switch (ev->type) {
     case IPC_EV_STATUS:
-        publish_status(h, a, ev->status, ev->detail, ev->ts_ns);
+        agent_status(h, a, ev->status, ev->detail, ev->ts_ns);
         break;
     case IPC_EV_TASK_START: {
         task *t = find_task(a, ev->task_id);
@@ -757,6 +857,8 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean)
     a->active_mono = util_mono_ns();
     if (a->rings > 0)
         a->rings--;
+    if (a->rings == 0)
+        flush_pending_status(h, a); /* the agent's last word is not held back */
     if (a->rings > 0 || clean)
         return;
     g_metrics.agent_deaths++;
@@ -1513,6 +1615,7 @@ hub *hub_new(struct ev_loop *loop, const config *cfg)
     ev_timer_init(&h->sweep_timer, sweep_cb, 30., 30.);
     ev_timer_start(loop, &h->sweep_timer);
     ev_timer_init(&h->relay_timer, relay_timer_cb, RELAY_RENEW_S, RELAY_RENEW_S);
+    ev_timer_init(&h->budget_timer, budget_timer_cb, 1.0, 0.);
     return h;
 }
 
@@ -1524,6 +1627,7 @@ void hub_free(hub *h)
     ev_timer_stop(h->loop, &h->progress_timer);
     ev_timer_stop(h->loop, &h->sweep_timer);
     ev_timer_stop(h->loop, &h->relay_timer);
+    ev_timer_stop(h->loop, &h->budget_timer);
     for (size_t i = 0; i < h->r_len; i++)
         msg_unref(h->replay[(h->r_head + i) % h->r_cap].m);
     free(h->replay);

@@ -105,6 +105,14 @@ void metrics_render(buf *b, metrics_extra_fn extra, void *ud)
     for (int i = 0; i < TENANCY_REFUSAL_COUNT; i++)
         buf_printf(b, "ringside_tenancy_refusals_total{reason=\"%s\"} %llu\n", tenancy_names[i],
                    (unsigned long long)m->tenancy_refusals[i]);
+    header(b, "ringside_agent_status_over_budget_total", "counter",
+           "Times an agent went over --agent-status-rate (its latest status waited).");
+    buf_printf(b, "ringside_agent_status_over_budget_total %llu\n",
+               (unsigned long long)m->agent_status_over_budget);
+    header(b, "ringside_agent_status_coalesced_total", "counter",
+           "Statuses over --agent-status-rate replaced by a newer one before they went out.");
+    buf_printf(b, "ringside_agent_status_coalesced_total %llu\n",
+               (unsigned long long)m->agent_status_coalesced);
     header(b, "ws_updates_publish_to_send_seconds", "histogram",
            "Time from the agent's publish (ts_ns) to the write to a client socket.");
     uint64_t cum = 0;

@@ -89,6 +89,8 @@ typedef struct metrics {
     uint64_t agent_deaths;                    /* agents that died without closing cleanly */
     uint64_t auth_failures;                   /* tokens refused at the handshake or on refresh */
     uint64_t tenancy_refusals[TENANCY_REFUSAL_COUNT];
+    uint64_t agent_status_coalesced;          /* statuses replaced while waiting for the budget */
+    uint64_t agent_status_over_budget;        /* times an agent went over --agent-status-rate */
     uint64_t hibernations;                    /* idle connections whose wslay context was freed */
     uint64_t latency_buckets[METRICS_LATENCY_BUCKETS + 1]; /* publish→send, cumulative on render */
     double latency_sum;

@@ -229,5 +229,50 @@ class ProjectBinding(TenancyCase):
         self.assertEqual(len(r.stderr.strip().splitlines()), 1)
 
 
+class AgentStatusBudget(TenancyCase):
+    """--agent-status-rate: one agent's flood is bounded, its latest status still arrives, and
+    other agents are not slowed."""
+    extra = ("--agent-status-rate", "5", "--conn-msg-rate", "0")
+
+    def test_flood_is_bounded_and_the_latest_status_arrives(self):
+        from test_tenancy_property import Agent
+        admin = self.tok("admin", "*")
+        flood = Agent(self.sc.shm_dir, "noisy", "p1")
+        self.addCleanup(flood.close)
+
+        async def go():
+            async with connect(self.sc, "/ws/events?token=" + admin) as ws:
+                self.assertEqual((await recv_json(ws))["type"], "snapshot")
+                flood.cmd("statusburst 100")
+                self.sc.pub("status", "working", "quiet agent", agent="calm", project="p1")
+                got = []
+                deadline = time.monotonic() + 10
+                while "b99" not in got:
+                    m = await recv_json(ws, deadline - time.monotonic())
+                    if m["type"] == "agent_status":
+                        if m["agent_id"] == "calm":
+                            calm_at = len(got)
+                        else:
+                            got.append(m["detail"])
+                self.assertLess(len(got), 20, got)    # bounded: burst 5, then ~5/s
+                self.assertEqual(got[:5], ["b0", "b1", "b2", "b3", "b4"])
+                self.assertLessEqual(calm_at, 6)      # the other agent did not wait
+                # a final status takes the critical lane while the bucket is empty
+                flood.cmd("statusburst 20")
+                flood.cmd("status completed done")
+                m, _ = await recv_until(ws, lambda m: m.get("detail") == "done", timeout=3)
+                self.assertEqual(m["new_status"], "completed")
+            async with connect(self.sc, "/ws/events?token=" + admin) as ws:
+                snap = await recv_json(ws)
+                self.assertIn(("noisy", "done"), [(a["agent_id"], a["detail"])
+                                                  for a in snap["agents"]])
+        run_async(go())
+        m = self.sc.metrics()
+        self.assertGreaterEqual(m["ringside_agent_status_over_budget_total"], 1)
+        self.assertGreater(m["ringside_agent_status_coalesced_total"], 50)
+        line = self.sc.wait_log(lambda l: l.get("msg", "").startswith("agent over its status"))
+        self.assertEqual((line["agent"], line["reason"]), ("noisy", "--agent-status-rate 5"))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -32,7 +32,8 @@ RS_AGENT = os.environ.get("RS_AGENT") or os.path.join(rstest.BIN, "delivery_rs_a
 PROJECTS = ["p0", "p1", "p2", "p3"]
 AGENT_IDS = ["x", "y"]
 PERSISTED = ("agent_status", "task_started", "task_ended")
-ARGS = ["--conn-msg-rate", "0", "--heartbeat-interval", "300", "--send-queue", "10000"]
+ARGS = ["--conn-msg-rate", "0", "--heartbeat-interval", "300", "--send-queue", "10000",
+        "--agent-status-rate", "0"]  # the budget is tested in test_tenancy.py
 
 
 class Agent:
