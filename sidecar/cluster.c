@@ -44,10 +44,18 @@
 #define CL_MAX_PUBLISH_PENDING 10000
 #define CL_EPOCH_MAX 40
 
-enum { SCRIPT_PERSIST, SCRIPT_PAGE, SCRIPT_ADMIT, SCRIPT_LEASE, SCRIPT_PUBLISH, SCRIPT_COUNT };
+enum {
+    SCRIPT_PERSIST,
+    SCRIPT_PAGE,
+    SCRIPT_ADMIT,
+    SCRIPT_LEASE,
+    SCRIPT_PUBLISH,
+    SCRIPT_TRIM,
+    SCRIPT_COUNT
+};
 static const char *const cl_scripts[SCRIPT_COUNT] = {CLUSTER_LUA_PERSIST, CLUSTER_LUA_PAGE,
                                                      CLUSTER_LUA_ADMIT, CLUSTER_LUA_LEASE,
-                                                     CLUSTER_LUA_PUBLISH};
+                                                     CLUSTER_LUA_PUBLISH, CLUSTER_LUA_TRIM};
 
 typedef enum req_kind {
     REQ_PERSIST,
@@ -516,6 +524,21 @@ void cluster_put_agent(cluster *cl, const char *project_id, const char *agent_id
     const char *argv[] = {"HSET", CL_AGENTS, field, json};
     size_t lens[] = {4, strlen(CL_AGENTS), strlen(field), len};
     cl_cmd(cl, 4, argv, lens);
+}
+
+void cluster_trim_agent(cluster *cl, const char *project_id, const char *agent_id,
+                        uint64_t max_age_ms)
+{
+    if (cl == NULL || !redis_conn_ready(cl->cmd))
+        return;
+    char field[160], age[24];
+    snprintf(field, sizeof field, "%s/%s", project_id, agent_id);
+    snprintf(age, sizeof age, "%llu", (unsigned long long)max_age_ms);
+    const char *args[] = {CL_AGENTS, field, age};
+    cl_req *r = req_new(cl, REQ_OTHER, NULL);
+    req_args(r, SCRIPT_TRIM, 1, 3, args, NULL);
+    if (req_send(r) != 0)
+        req_free(r);
 }
 
 /* ---- catch-up and self-check ----------------------------------------------------------------------- */

@@ -18,7 +18,9 @@
  *   ws:replay:{events}:projects    hash  instance → its --projects, "*" or ",p1,p2," (rewritten with
  *                                        every heartbeat; the scripts refuse events for projects
  *                                        their origin did not announce)
- *   ws:agents:{state}              hash  "<project_id>/<agent_id>" → latest agent JSON (snapshots)
+ *   ws:agents:{state}              hash  "<project_id>/<agent_id>" → latest agent JSON (snapshots),
+ *                                        refreshed by its owner every sweep (seen_ms), trimmed
+ *                                        by any instance once older than the replay window
  *   ws:limits:{ip:<IP>}            sorted set of connection attempts (sliding window)
  *   ws:limits:{user:<FP>}          counter of open connections, per-instance leases
  * Channels:
@@ -94,6 +96,11 @@ void cluster_publish(cluster *cl, uint32_t type, const char *project_id, const c
 /* Stores the latest state of an agent (snapshot JSON object) for other instances' snapshots. */
 void cluster_put_agent(cluster *cl, const char *project_id, const char *agent_id, const char *json,
                        size_t len);
+
+/* Removes an agent from ws:agents:{state} if its owner has not refreshed it (its JSON's seen_ms)
+ * for max_age_ms: the agent is gone, and its id is not kept around. */
+void cluster_trim_agent(cluster *cl, const char *project_id, const char *agent_id,
+                        uint64_t max_age_ms);
 
 /* ---- replay ---------------------------------------------------------------------------------- */
 

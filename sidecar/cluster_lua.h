@@ -93,6 +93,22 @@
     "return 1\n"
 
 /*
+ * trim — removes one agent from ws:agents:{state} if its owner has not refreshed it for ARGV[2] ms
+ * (its JSON's seen_ms, the owner's clock, older than that by Redis's clock, or missing).
+ * KEYS: agents hash.  ARGV: 1 field, 2 max age (ms).  Returns 1 removed, 0 kept.
+ */
+#define CLUSTER_LUA_TRIM                                                                           \
+    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"                                              \
+    "if not v then return 0 end\n"                                                                 \
+    "local ok, o = pcall(cjson.decode, v)\n"                                                       \
+    "local t = redis.call('TIME')\n"                                                               \
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                      \
+    "if ok and type(o) == 'table' and tonumber(o.seen_ms) and\n"                                   \
+    "   now - tonumber(o.seen_ms) < tonumber(ARGV[2]) then return 0 end\n"                        \
+    "redis.call('HDEL', KEYS[1], ARGV[1])\n"                                                       \
+    "return 1\n"
+
+/*
  * page — one page of the replay stream with the stream's state, read atomically.
  * KEYS: stream, seq counter, epoch.  ARGV: 1 first id wanted ("<seq>-0"), 2 COUNT.
  * Returns {epoch or "", current seq, first retained seq (0: empty), entries}.

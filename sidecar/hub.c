@@ -1473,6 +1473,7 @@ static void share_agent(hub *h, const agent *a)
         json_knull(&b, "status");
     json_kstr(&b, "detail", a->detail);
     json_ku64(&b, "ts_ns", a->status_ts_ns);
+    json_ku64(&b, "seen_ms", util_now_ns() / 1000000ull); /* refreshed every sweep while alive */
     json_kstr(&b, "instance", h->cfg->instance_id);
     buf_puts(&b, "}");
     cluster_put_agent(h->cl, a->project, a->id, b.data, b.len);
@@ -1593,8 +1594,13 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         if (a->rings == 0 && a->replay_refs == 0 && !watched && now - a->active_mono > window) {
             *pp = a->next;
             h->evicted++;
+            /* ws:agents:{state} forgets it too once its owner stopped refreshing it: ids of
+             * long-gone agents are not kept around */
+            cluster_trim_agent(h->cl, a->project, a->id, window / 1000000ull);
             agent_free(a);
         } else {
+            if (a->rings > 0)
+                share_agent(h, a); /* alive here: keep (or put back) its entry in ws:agents */
             pp = &a->next;
         }
     }
@@ -1612,7 +1618,10 @@ hub *hub_new(struct ev_loop *loop, const config *cfg)
     sodium_bin2hex(h->epoch, sizeof h->epoch, rnd, sizeof rnd);
     buf_init(&h->scratch);
     ev_timer_init(&h->progress_timer, progress_timer_cb, 0.1, 0.);
-    ev_timer_init(&h->sweep_timer, sweep_cb, 30., 30.);
+    /* at most half the window: an owner refreshes its live agents' ws:agents entries each sweep,
+     * so a live entry is never older than the window that trims it */
+    double sweep = cfg->replay_window < 60 ? (double)cfg->replay_window / 2 : 30.;
+    ev_timer_init(&h->sweep_timer, sweep_cb, sweep, sweep);
     ev_timer_start(loop, &h->sweep_timer);
     ev_timer_init(&h->relay_timer, relay_timer_cb, RELAY_RENEW_S, RELAY_RENEW_S);
     ev_timer_init(&h->budget_timer, budget_timer_cb, 1.0, 0.);

@@ -266,5 +266,31 @@ class UserLimitsAcrossInstances(Pods):
         run_async(go())
 
 
+class AgentsTrimmed(Pods):
+    """ws:agents:{state} forgets agents gone longer than (twice) the replay window; a live agent's
+    entry stays, refreshed by its owner."""
+    extra = ("--replay-window", "4")
+
+    def test_gone_agents_leave_ws_agents(self):
+        from test_tenancy_property import Agent
+        alive = Agent(self.b.shm_dir, "alive", "p2")
+        self.addCleanup(alive.close)
+        alive.cmd("status working still here")
+        self.a.pub("status", "completed", "done", agent="gone", project="p1")
+
+        def fields():
+            flat = redis_cmd(self.redis.port, "HGETALL", "ws:agents:{state}")
+            return set(flat[::2])
+        deadline = time.monotonic() + 5
+        while fields() != {"p1/gone", "p2/alive"}:
+            self.assertLess(time.monotonic(), deadline, fields())
+            time.sleep(0.05)
+        deadline = time.monotonic() + 20
+        while "p1/gone" in fields():
+            self.assertLess(time.monotonic(), deadline, "gone agent never trimmed")
+            time.sleep(0.1)
+        self.assertIn("p2/alive", fields())
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
