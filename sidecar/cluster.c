@@ -35,6 +35,7 @@
 #define CL_SEQ "ws:replay:{events}:seq"
 #define CL_EPOCH "ws:replay:{events}:epoch"
 #define CL_AGENTS "ws:agents:{state}"
+#define CL_PROJECTS "ws:replay:{events}:projects" /* instance → announced projects (D2) */
 #define CL_CONN_TTL 86400       /* s */
 #define CL_INSTANCE_TTL 30      /* s */
 #define CL_REGISTRY_PERIOD 10.0 /* s */
@@ -43,11 +44,27 @@
 #define CL_MAX_PUBLISH_PENDING 10000
 #define CL_EPOCH_MAX 40
 
-enum { SCRIPT_PERSIST, SCRIPT_PAGE, SCRIPT_ADMIT, SCRIPT_LEASE, SCRIPT_COUNT };
+enum {
+    SCRIPT_PERSIST,
+    SCRIPT_PAGE,
+    SCRIPT_ADMIT,
+    SCRIPT_LEASE,
+    SCRIPT_PUBLISH,
+    SCRIPT_TRIM,
+    SCRIPT_COUNT
+};
 static const char *const cl_scripts[SCRIPT_COUNT] = {CLUSTER_LUA_PERSIST, CLUSTER_LUA_PAGE,
-                                                     CLUSTER_LUA_ADMIT, CLUSTER_LUA_LEASE};
+                                                     CLUSTER_LUA_ADMIT, CLUSTER_LUA_LEASE,
+                                                     CLUSTER_LUA_PUBLISH, CLUSTER_LUA_TRIM};
 
-typedef enum req_kind { REQ_PERSIST, REQ_REPLAY, REQ_CATCHUP, REQ_ADMIT, REQ_OTHER } req_kind;
+typedef enum req_kind {
+    REQ_PERSIST,
+    REQ_REPLAY,
+    REQ_CATCHUP,
+    REQ_ADMIT,
+    REQ_PUBLISH,
+    REQ_OTHER
+} req_kind;
 
 typedef struct cl_req {
     cluster *cl;
@@ -87,6 +104,8 @@ struct cluster {
     struct hub *hub;
     redis_url url;
     char instance[256];
+    /* --projects as announced with the heartbeat: "*" or ",p1,p2," (D2) */
+    char announced[CONFIG_PROJECTS_MAX * (CONFIG_PROJECT_ID_MAX + 1) + 2];
     long replay_window_s, replay_max;
     long lease_ms;
     redis_conn *cmd, *sub;
@@ -280,9 +299,14 @@ static void cl_write_instance(cluster *cl)
     snprintf(hb, sizeof(hb), "%llu", (unsigned long long)now_ms());
     snprintf(st, sizeof(st), "%llu", (unsigned long long)cl->started_ms);
     {
-        const char *argv[] = {"HSET", key, "state", cl->draining ? "draining" : "running",
-                              "heartbeat", hb, "started_at", st};
-        cl_cmd(cl, 8, argv, NULL);
+        const char *argv[] = {"HSET",    key, "state",      cl->draining ? "draining" : "running",
+                              "heartbeat", hb, "started_at", st, "projects", cl->announced};
+        cl_cmd(cl, 10, argv, NULL);
+    }
+    {
+        /* The copy the scripts check events against, in the stream's slot (D2). */
+        const char *argv[] = {"HSET", CL_PROJECTS, cl->instance, cl->announced};
+        cl_cmd(cl, 4, argv, NULL);
     }
     {
         const char *argv[] = {"EXPIRE", key, "30"};
@@ -491,13 +515,31 @@ static void cl_load_agents(cluster *cl)
     (void)redis_conn_command(cl->cmd, 0, cl_agents_reply, cl, 2, argv, NULL);
 }
 
-void cluster_put_agent(cluster *cl, const char *agent_id, const char *json, size_t len)
+void cluster_put_agent(cluster *cl, const char *project_id, const char *agent_id, const char *json,
+                       size_t len)
 {
     if (cl == NULL || !redis_conn_ready(cl->cmd))
         return;
-    const char *argv[] = {"HSET", CL_AGENTS, agent_id, json};
-    size_t lens[] = {4, strlen(CL_AGENTS), strlen(agent_id), len};
+    char field[160]; /* ids are at most 63 chars and never contain '/' */
+    snprintf(field, sizeof field, "%s/%s", project_id, agent_id);
+    const char *argv[] = {"HSET", CL_AGENTS, field, json};
+    size_t lens[] = {4, strlen(CL_AGENTS), strlen(field), len};
     cl_cmd(cl, 4, argv, lens);
+}
+
+void cluster_trim_agent(cluster *cl, const char *project_id, const char *agent_id,
+                        uint64_t max_age_ms)
+{
+    if (cl == NULL || !redis_conn_ready(cl->cmd))
+        return;
+    char field[160], age[24];
+    snprintf(field, sizeof field, "%s/%s", project_id, agent_id);
+    snprintf(age, sizeof age, "%llu", (unsigned long long)max_age_ms);
+    const char *args[] = {CL_AGENTS, field, age};
+    cl_req *r = req_new(cl, REQ_OTHER, NULL);
+    req_args(r, SCRIPT_TRIM, 1, 3, args, NULL);
+    if (req_send(r) != 0)
+        req_free(r);
 }
 
 /* ---- catch-up and self-check ----------------------------------------------------------------------- */
@@ -895,9 +937,31 @@ static void cl_master(void *ud, const char *host, int port)
 
 /* ---- persist, publish, replay ---------------------------------------------------------------------- */
 
+/* Redis refused an event for a project this instance did not announce (the announcement was
+ * lost with Redis's data, or the hub let through what --projects forbids): counted, logged, and
+ * the announcement written again. */
+static void cl_refused(cluster *cl, const char *what)
+{
+    g_metrics.tenancy_refusals[TENANCY_ORIGIN_PROJECT]++;
+    log_warn("event refused by the cluster",
+             "\"instance\":\"%s\",\"event\":\"%s\",\"reason\":\"project not announced by "
+             "this instance\"",
+             cl->instance, what);
+    if (redis_conn_ready(cl->cmd))
+        cl_write_instance(cl);
+}
+
 static void persist_done(cl_req *r, int status, const redisReply *reply)
 {
     cluster *cl = r->cl;
+    if (status == RC_OK && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+        reply->element[1]->type == REDIS_REPLY_INTEGER && reply->element[1]->integer == 0) {
+        cl_refused(cl, "persisted");
+        if (!r->cancelled)
+            r->persist_cb(r->ud, CLUSTER_REFUSED, NULL, 0, 0, NULL);
+        req_free(r);
+        return;
+    }
     if (status == RC_OK && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
         reply->element[0]->type == REDIS_REPLY_STRING &&
         reply->element[1]->type == REDIS_REPLY_INTEGER &&
@@ -923,7 +987,6 @@ int cluster_persist(cluster *cl, const char *agent_id, const char *project_id, u
     char cand[17], known[24], ty[16], win[24], max[24];
     cl_req *r;
     (void)agent_id;
-    (void)project_id;
     if (cl == NULL || cb == NULL || !redis_conn_ready(cl->cmd) || cl->closing)
         return -1;
     randombytes_buf(rnd, sizeof(rnd));
@@ -933,14 +996,15 @@ int cluster_persist(cluster *cl, const char *agent_id, const char *project_id, u
     snprintf(win, sizeof(win), "%ld", cl->replay_window_s * 1000);
     snprintf(max, sizeof(max), "%ld", cl->replay_max);
     {
-        const char *args[] = {CL_STREAM, CL_SEQ,      CL_EPOCH, cand, known, cl->known_epoch,
-                              json_prefix, cl->instance, ty,      win,  max,   CL_CHANNEL};
-        size_t lens[12];
-        for (int i = 0; i < 12; i++)
-            lens[i] = i == 6 ? len : strlen(args[i]);
+        const char *args[] = {CL_STREAM,   CL_SEQ,       CL_EPOCH, CL_PROJECTS, cand, known,
+                              cl->known_epoch, json_prefix, cl->instance, ty, win, max,
+                              CL_CHANNEL,  project_id,   cl->announced};
+        size_t lens[15];
+        for (int i = 0; i < 15; i++)
+            lens[i] = i == 7 ? len : strlen(args[i]);
         r = req_new(cl, REQ_PERSIST, ud);
         r->persist_cb = cb;
-        req_args(r, SCRIPT_PERSIST, 3, 12, args, lens);
+        req_args(r, SCRIPT_PERSIST, 4, 15, args, lens);
     }
     if (req_send(r) != 0) {
         req_free(r);
@@ -949,7 +1013,15 @@ int cluster_persist(cluster *cl, const char *agent_id, const char *project_id, u
     return 0;
 }
 
-void cluster_publish(cluster *cl, uint32_t type, const char *json, size_t len)
+static void publish_done(cl_req *r, int status, const redisReply *reply)
+{
+    if (status == RC_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+        cl_refused(r->cl, "published");
+    req_free(r);
+}
+
+void cluster_publish(cluster *cl, uint32_t type, const char *project_id, const char *json,
+                     size_t len)
 {
     buf b;
     if (cl == NULL)
@@ -961,11 +1033,22 @@ void cluster_publish(cluster *cl, uint32_t type, const char *json, size_t len)
     buf_init(&b);
     buf_printf(&b, "%s\n%u\n0\n\n", cl->instance, (unsigned)type);
     buf_append(&b, json, len);
-    {
+    if (project_id == NULL) {
         const char *argv[] = {"PUBLISH", CL_CHANNEL, b.data};
         size_t lens[] = {7, strlen(CL_CHANNEL), b.len};
         if (redis_conn_command(cl->cmd, 0, NULL, NULL, 3, argv, lens) != RC_OK)
             cl->dropped_publishes++;
+    } else {
+        const char *args[] = {CL_PROJECTS, cl->instance, project_id, CL_CHANNEL, b.data,
+                              cl->announced};
+        size_t lens[] = {strlen(CL_PROJECTS), strlen(cl->instance), strlen(project_id),
+                         strlen(CL_CHANNEL), b.len, strlen(cl->announced)};
+        cl_req *r = req_new(cl, REQ_PUBLISH, NULL);
+        req_args(r, SCRIPT_PUBLISH, 1, 6, args, lens);
+        if (req_send(r) != 0) {
+            req_free(r);
+            cl->dropped_publishes++;
+        }
     }
     buf_free(&b);
 }
@@ -1174,6 +1257,9 @@ static void req_dispatch(cl_req *r, int status, const redisReply *reply)
     case REQ_ADMIT:
         admit_done(r, status, reply);
         break;
+    case REQ_PUBLISH:
+        publish_done(r, status, reply);
+        break;
     case REQ_OTHER:
         req_free(r);
         break;
@@ -1206,6 +1292,15 @@ cluster *cluster_new(struct ev_loop *loop, const config *cfg, struct hub *h, cha
          : cfg->hostname[0] != '\0'                             ? cfg->hostname
                                                                 : "ringside";
     snprintf(cl->instance, sizeof(cl->instance), "%s", id);
+    if (cfg->all_projects) {
+        strcpy(cl->announced, "*");
+    } else {
+        size_t o = 0;
+        cl->announced[o++] = ',';
+        for (unsigned i = 0; i < cfg->n_projects; i++)
+            o += (size_t)snprintf(cl->announced + o, sizeof(cl->announced) - o, "%s,",
+                                  cfg->project_set[i]);
+    }
     cl->replay_window_s = cfg->replay_window > 0 ? cfg->replay_window : 300;
     cl->replay_max = cfg->replay_max > 0 ? cfg->replay_max : 100000;
     cl->lease_ms = ((cfg->heartbeat_interval > 0 ? cfg->heartbeat_interval : 30) *
@@ -1266,6 +1361,8 @@ static void cl_cleanup_sync(cluster *cl)
     }
     snprintf(key, sizeof(key), "ws:instances:{%s}:state", cl->instance);
     redisAppendCommand(c, "DEL %s", key);
+    n++;
+    redisAppendCommand(c, "HDEL %s %s", CL_PROJECTS, cl->instance);
     n++;
     for (size_t i = 0; i < cl->conns_cap; i++)
         for (cl_entry *e = cl->conns[i]; e != NULL; e = e->next) {

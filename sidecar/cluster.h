@@ -8,13 +8,19 @@
  * on delivering local events, marked stale.
  *
  * Keys (hash tags keep each family in one Cluster slot):
- *   ws:instances:{ID}:state        hash  state (running|draining), heartbeat, started_at   TTL 30 s
+ *   ws:instances:{ID}:state        hash  state (running|draining), heartbeat, started_at,
+ *                                        projects (announced --projects)                  TTL 30 s
  *   ws:connections:{CONN}          hash  user_id (keyed fingerprint), connected_at,
  *                                        last_heartbeat, instance_id, filters            TTL 24 h
  *   ws:replay:{events}             stream of persisted events, id "<seq>-0", field "e" = JSON
  *   ws:replay:{events}:seq         counter (INCR) — seq is contiguous within an epoch
  *   ws:replay:{events}:epoch       string — new random value when the stream is lost or reset
- *   ws:agents:{state}              hash  agent_id → latest agent JSON (for snapshots)
+ *   ws:replay:{events}:projects    hash  instance → its --projects, "*" or ",p1,p2," (rewritten with
+ *                                        every heartbeat; the scripts refuse events for projects
+ *                                        their origin did not announce)
+ *   ws:agents:{state}              hash  "<project_id>/<agent_id>" → latest agent JSON (snapshots),
+ *                                        refreshed by its owner every sweep (seen_ms), trimmed
+ *                                        by any instance once older than the replay window
  *   ws:limits:{ip:<IP>}            sorted set of connection attempts (sliding window)
  *   ws:limits:{user:<FP>}          counter of open connections, per-instance leases
  * Channels:
@@ -67,7 +73,10 @@ cluster_circuit cluster_circuit_state(const cluster *cl);
 
 /* Result of cluster_persist: status 0 with the final JSON (json_prefix + ",\"seq\":N,\"epoch\":\"E\"}")
  * as stored and published; non-zero when Redis could not take it (breaker open, timeout, error) —
- * then json is NULL and the hub falls back to local sequencing.  json is valid during the call. */
+ * then json is NULL and the hub falls back to local sequencing — except CLUSTER_REFUSED: the
+ * event's project is not one this instance announced (--projects), and it must not be delivered
+ * anywhere.  json is valid during the call. */
+#define CLUSTER_REFUSED 2
 typedef void (*cluster_persist_cb)(void *ud, int status, const char *json, size_t len,
                                    uint64_t seq, const char *epoch);
 
@@ -78,11 +87,20 @@ typedef void (*cluster_persist_cb)(void *ud, int status, const char *json, size_
 int cluster_persist(cluster *cl, const char *agent_id, const char *project_id, uint32_t type,
                     const char *json_prefix, size_t len, cluster_persist_cb cb, void *ud);
 
-/* Publishes a non-persisted event (progress, gap) to the other instances; fire and forget. */
-void cluster_publish(cluster *cl, uint32_t type, const char *json, size_t len);
+/* Publishes a non-persisted event (progress, gap, terminal bytes) for project_id to the other
+ * instances; fire and forget.  Redis refuses it when this instance did not announce project_id.
+ * project_id NULL: a message that publishes nothing of a project (a terminal watch request). */
+void cluster_publish(cluster *cl, uint32_t type, const char *project_id, const char *json,
+                     size_t len);
 
 /* Stores the latest state of an agent (snapshot JSON object) for other instances' snapshots. */
-void cluster_put_agent(cluster *cl, const char *agent_id, const char *json, size_t len);
+void cluster_put_agent(cluster *cl, const char *project_id, const char *agent_id, const char *json,
+                       size_t len);
+
+/* Removes an agent from ws:agents:{state} if its owner has not refreshed it (its JSON's seen_ms)
+ * for max_age_ms: the agent is gone, and its id is not kept around. */
+void cluster_trim_agent(cluster *cl, const char *project_id, const char *agent_id,
+                        uint64_t max_age_ms);
 
 /* ---- replay ---------------------------------------------------------------------------------- */
 

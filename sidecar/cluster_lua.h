@@ -12,10 +12,13 @@
 
 /*
  * persist — assigns (epoch, seq), stores and publishes one event, atomically.
- * KEYS: stream, seq counter, epoch.
+ * KEYS: stream, seq counter, epoch, announced projects (hash instance → "*" or ",p1,p2,").
  * ARGV: 1 candidate epoch (random, used if a new one is needed), 2 highest seq this instance has
  *       seen, 3 the epoch of that seq, 4 JSON object without its closing brace, 5 origin instance,
- *       6 event type, 7 replay window (ms), 8 MAXLEN, 9 channel.
+ *       6 event type, 7 replay window (ms), 8 MAXLEN, 9 channel, 10 the event's project,
+ *       11 the origin's announcement (used when Redis lost the stored one).
+ * An event for a project its origin did not announce is refused before anything is written:
+ * returns {"", 0, ""} (D2).
  * A new epoch starts (stream deleted, seq restarts at 1) when the epoch key is missing, when INCR
  * does not exceed the stream's last id (the counter was lost or rolled back) or when it does not
  * exceed what the caller already saw in the same epoch (failover to a lagging replica).
@@ -24,7 +27,17 @@
  * per call (amortised: never fewer than are added).
  * Publishes "<origin>\n<type>\n<seq>\n<epoch>\n<json>" and returns {json, seq, epoch}.
  */
+/* The origin's announced projects; when Redis lost them (restart, FLUSHALL), the announcement the
+ * caller sends along (its --projects, as its heartbeat writes it) is stored again first. */
+#define CLUSTER_LUA_ANNOUNCED(KEY, ORIGIN, PROJECT, ANNOUNCED)                                     \
+    "local ann = redis.call('HGET', " KEY ", " ORIGIN ")\n"                                         \
+    "if not ann then ann = " ANNOUNCED " redis.call('HSET', " KEY ", " ORIGIN ", ann) end\n"         \
+    "if not ann or (ann ~= '*' and not string.find(ann, ',' .. " PROJECT " .. ',', 1, true)) then\n" \
+
 #define CLUSTER_LUA_PERSIST                                                                        \
+    CLUSTER_LUA_ANNOUNCED("KEYS[4]", "ARGV[5]", "ARGV[10]", "ARGV[11]")                                        \
+    "  return {'', 0, ''}\n"                                                                       \
+    "end\n"                                                                                        \
     "local epoch = redis.call('GET', KEYS[3])\n"                                                   \
     "local seq = nil\n"                                                                            \
     "if epoch then\n"                                                                              \
@@ -66,6 +79,34 @@
     "redis.call('PUBLISH', ARGV[9], ARGV[5] .. '\\n' .. ARGV[6] .. '\\n' .. sseq .. '\\n' ..\n"    \
     "           epoch .. '\\n' .. json)\n"                                                         \
     "return {json, seq, epoch}\n"
+
+/*
+ * publish — publishes a non-persisted event (progress, gap, terminal bytes) for a project, if the
+ * origin announced it.  KEYS: announced projects.  ARGV: 1 origin, 2 project, 3 channel,
+ * 4 message, 5 the origin's announcement.  Returns 1 published, 0 refused.
+ */
+#define CLUSTER_LUA_PUBLISH                                                                        \
+    CLUSTER_LUA_ANNOUNCED("KEYS[1]", "ARGV[1]", "ARGV[2]", "ARGV[5]")                                         \
+    "  return 0\n"                                                                                 \
+    "end\n"                                                                                        \
+    "redis.call('PUBLISH', ARGV[3], ARGV[4])\n"                                                    \
+    "return 1\n"
+
+/*
+ * trim — removes one agent from ws:agents:{state} if its owner has not refreshed it for ARGV[2] ms
+ * (its JSON's seen_ms, the owner's clock, older than that by Redis's clock, or missing).
+ * KEYS: agents hash.  ARGV: 1 field, 2 max age (ms).  Returns 1 removed, 0 kept.
+ */
+#define CLUSTER_LUA_TRIM                                                                           \
+    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"                                              \
+    "if not v then return 0 end\n"                                                                 \
+    "local ok, o = pcall(cjson.decode, v)\n"                                                       \
+    "local t = redis.call('TIME')\n"                                                               \
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                      \
+    "if ok and type(o) == 'table' and tonumber(o.seen_ms) and\n"                                   \
+    "   now - tonumber(o.seen_ms) < tonumber(ARGV[2]) then return 0 end\n"                        \
+    "redis.call('HDEL', KEYS[1], ARGV[1])\n"                                                       \
+    "return 1\n"
 
 /*
  * page — one page of the replay stream with the stream's state, read atomically.

@@ -86,6 +86,71 @@ static const option_def *find_option(const char *name, size_t len)
     return NULL;
 }
 
+/* --projects: '*' or a comma-separated list of ids.  Embedded mode defaults to every project (one
+ * pod, one trust domain); with --redis the binding must be explicit. */
+static int parse_projects(config *cfg, char *errbuf, size_t errlen)
+{
+    const char *v = cfg->projects;
+    if (v == NULL) {
+        if (cfg->redis != NULL) {
+            snprintf(errbuf, errlen,
+                     "--projects is required with --redis: name the projects this pod's agents "
+                     "publish for (--projects p1,p2), or '*' to trust them with every project");
+            return -1;
+        }
+        cfg->all_projects = 1;
+        return 0;
+    }
+    if (strcmp(v, "*") == 0) {
+        cfg->all_projects = 1;
+        return 0;
+    }
+    for (const char *p = v;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        int valid = len > 0 && len <= CONFIG_PROJECT_ID_MAX;
+        for (size_t i = 0; valid && i < len; i++) {
+            char c = p[i];
+            valid = isalnum((unsigned char)c) || c == '.' || c == '_' || c == ':' || c == '@' ||
+                    c == '-';
+        }
+        if (!valid && v[0] == '\0') {
+            snprintf(errbuf, errlen,
+                     "--projects is empty: name the projects this pod's agents publish for (in "
+                     "Kubernetes: the pod's ringside.io/projects annotation)");
+            return -1;
+        }
+        if (!valid) {
+            snprintf(errbuf, errlen,
+                     "--projects: '%.*s' is not a project id (1-63 chars of A-Z a-z 0-9 . _ : @ -; "
+                     "or '*' alone)",
+                     (int)(len > 64 ? 64 : len), p);
+            return -1;
+        }
+        if (cfg->n_projects == CONFIG_PROJECTS_MAX) {
+            snprintf(errbuf, errlen, "--projects: at most %d projects", CONFIG_PROJECTS_MAX);
+            return -1;
+        }
+        memcpy(cfg->project_set[cfg->n_projects], p, len);
+        cfg->project_set[cfg->n_projects++][len] = '\0';
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+int config_project_allowed(const config *cfg, const char *project)
+{
+    if (cfg->all_projects)
+        return 1;
+    for (unsigned i = 0; i < cfg->n_projects; i++) {
+        if (strcmp(cfg->project_set[i], project) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int validate(config *cfg, char *errbuf, size_t errlen)
 {
     log_level lvl;
@@ -112,6 +177,14 @@ static int validate(config *cfg, char *errbuf, size_t errlen)
         strncmp(cfg->redis, "redis-sentinel://", 17) != 0) {
         snprintf(errbuf, errlen,
                  "--redis: '%s' must start with redis:// or redis-sentinel://", cfg->redis);
+        return -1;
+    }
+    if (parse_projects(cfg, errbuf, errlen) != 0)
+        return -1;
+    if (cfg->redis != NULL && !cfg->no_auth && cfg->fingerprint_key == NULL) {
+        snprintf(errbuf, errlen,
+                 "--fingerprint-key is required with --redis: give every instance the same key file "
+                 "(>= 32 random bytes) so per-user limits hold across the cluster");
         return -1;
     }
     if (cfg->instance_id == NULL) {

@@ -10,6 +10,9 @@
 
 #include <stdio.h>
 
+#define CONFIG_PROJECTS_MAX 64   /* projects one pod may be bound to */
+#define CONFIG_PROJECT_ID_MAX 63 /* same bound as every other id */
+
 /* X(field, name, kind, default, min, max, help)
  * kind: STR (string, default may be NULL), INT (integer within [min, max]), BOOL (flag, no value). */
 #define CONFIG_OPTIONS(X)                                                                          \
@@ -18,15 +21,23 @@
     X(redis, "redis", STR, NULL, 0, 0,                                                             \
       "redis://host:port[/db] or redis-sentinel://h1:p1,h2:p2/master (unset: embedded mode)")      \
     X(instance_id, "instance-id", STR, NULL, 0, 0, "this instance's name in Redis (default: hostname)") \
+    X(projects, "projects", STR, NULL, 0, 0,                                                       \
+      "comma-separated projects this pod's agents may publish for; '*' any (unset: any in "       \
+      "embedded mode; required with --redis)")                                                     \
     X(jwt_key, "jwt-key", STR, NULL, 0, 0, "JWT key file: HS secret, or PEM public key")           \
     X(jwt_alg, "jwt-alg", STR, "HS256", 0, 0, "pinned JWT algorithm: HS256, RS256 or ES256")       \
     X(jwt_issuer, "jwt-issuer", STR, NULL, 0, 0, "required JWT iss claim (unset: not checked)")    \
     X(jwt_audience, "jwt-audience", STR, NULL, 0, 0, "required JWT aud claim (unset: not checked)") \
+    X(fingerprint_key, "fingerprint-key", STR, NULL, 0, 0,                                         \
+      "file (>= 32 bytes, the same on every instance) keying token and user fingerprints, so "     \
+      "per-user limits hold cluster-wide (required with --redis unless --no-auth)")                \
     X(jwt_leeway, "jwt-leeway", INT, "30", 0, 300, "seconds of clock skew allowed for exp/nbf")   \
     X(no_auth, "no-auth", BOOL, NULL, 0, 0, "disable authentication (local development only)")     \
     X(allowed_origins, "allowed-origins", STR, NULL, 0, 0,                                         \
       "comma-separated allowed browser origins (unset: same host only)")                           \
     X(dashboard, "dashboard", BOOL, NULL, 0, 0, "serve the dashboard at /")                        \
+    X(metrics_detail, "metrics-detail", BOOL, NULL, 0, 0,                                          \
+      "label per-ring metrics with agent id and pid (default: project and an opaque ring number)") \
     X(log_level, "log-level", STR, "info", 0, 0, "debug, info, warn or error (debug logs every connection)") \
     X(heartbeat_interval, "heartbeat-interval", INT, "30", 1, 3600, "seconds between server heartbeats") \
     X(heartbeat_misses, "heartbeat-misses", INT, "3", 1, 100,                                      \
@@ -44,6 +55,8 @@
       "messages per second sent to one connection (0: unlimited; excess queued up to 5 s)")        \
     X(global_msg_rate, "global-msg-rate", INT, "10000", 0, 100000000,                              \
       "events per second accepted into the hub from all sources (0: unlimited)")                   \
+    X(agent_status_rate, "agent-status-rate", INT, "50", 0, 1000000,                               \
+      "status events per second one agent may publish; over it the latest waits, coalesced (0: unlimited)") \
     X(conn_rate, "conn-rate", INT, "10", 0, 100000000, "new connections per minute per IP (429 above; 0: unlimited)") \
     X(max_connections, "max-connections", INT, "20000", 1, 1000000,                                \
       "connections per instance (503 with Retry-After above)")                                     \
@@ -64,7 +77,14 @@ typedef struct config {
     CONFIG_OPTIONS(CONFIG_FIELD_)
 #undef CONFIG_FIELD_
     char hostname[256];
+    /* --projects, parsed: the projects rings of this pod may name (D2) */
+    int all_projects;
+    unsigned n_projects;
+    char project_set[CONFIG_PROJECTS_MAX][CONFIG_PROJECT_ID_MAX + 1];
 } config;
+
+/* 1 if a ring of this pod may publish for project (--projects). */
+int config_project_allowed(const config *cfg, const char *project);
 
 /* Fills cfg from defaults, then RINGSIDE_* environment, then argv (argv[0] is skipped; a leading
  * "serve" is accepted).  On error writes one line naming the option to errbuf and returns -1;

@@ -38,6 +38,7 @@ typedef struct upgrade {
     uint64_t resume_seq;
     char epoch[64];
     char agent[64];
+    char project[64];
     char task[64];
     char accept[32];
     char ext[160];

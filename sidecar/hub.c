@@ -54,6 +54,7 @@ typedef struct agent {
     char id[IPC_ID_MAX + 1];
     char project[IPC_ID_MAX + 1];
     char owner[IPC_ID_MAX + 1];
+    char origin[256]; /* instance whose event or state was applied last ("" until then) */
     int has_status;
     uint8_t status;
     char detail[IPC_TEXT_MAX + 1];
@@ -63,6 +64,14 @@ typedef struct agent {
     int local; /* its rings are read by this instance (it owns the terminal bytes) */
     uint32_t replay_refs; /* replay entries pointing here: the agent is kept while any exist */
     uint64_t active_mono; /* last event or ring change, for eviction */
+    /* --agent-status-rate: two buckets (every status; the critical lane for final statuses), and
+     * the latest status that waits for a token (coalesced: a newer one replaces it) */
+    double st_tokens, crit_tokens;
+    uint64_t st_tokens_mono;
+    int st_pending, over_budget;
+    uint8_t pending_status;
+    uint64_t pending_ts_ns;
+    char pending_detail[IPC_TEXT_MAX + 1];
     task *tasks;
     struct agent *next;
 } agent;
@@ -95,6 +104,7 @@ struct hub {
     ev_timer progress_timer;
     ev_timer sweep_timer;   /* evicts agents gone for longer than the replay window */
     ev_timer relay_timer;   /* renews terminal watch requests to the owning instance */
+    ev_timer budget_timer;  /* publishes statuses that waited for --agent-status-rate */
     buf scratch;
 };
 
@@ -107,12 +117,22 @@ static void snapshot(hub *h, conn *c, buf *b);
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-static agent *find_agent(hub *h, const ipc_identity *id, int create)
+/* An agent is (project_id, agent_id): the same id in two projects is two agents, and nothing
+ * ever changes an agent's project (D2). */
+static agent *lookup_agent(hub *h, const char *project_id, const char *agent_id)
 {
     for (agent *a = h->agents; a != NULL; a = a->next) {
-        if (strcmp(a->id, id->agent_id) == 0)
+        if (strcmp(a->id, agent_id) == 0 && strcmp(a->project, project_id) == 0)
             return a;
     }
+    return NULL;
+}
+
+static agent *find_agent(hub *h, const ipc_identity *id, int create)
+{
+    agent *found = lookup_agent(h, id->project_id, id->agent_id);
+    if (found != NULL)
+        return found;
     if (!create)
         return NULL;
     agent *a = xcalloc(1, sizeof *a);
@@ -120,6 +140,9 @@ static agent *find_agent(hub *h, const ipc_identity *id, int create)
     snprintf(a->id, sizeof a->id, "%s", id->agent_id);
     snprintf(a->project, sizeof a->project, "%s", id->project_id);
     snprintf(a->owner, sizeof a->owner, "%s", id->owner);
+    a->st_tokens = (double)h->cfg->agent_status_rate;
+    a->crit_tokens = a->st_tokens / 4 + 1;
+    a->st_tokens_mono = a->active_mono;
     a->next = h->agents;
     h->agents = a;
     return a;
@@ -445,7 +468,7 @@ static void persist_done(void *ud, int status, const char *json, size_t len, uin
     (void)epoch;
     pending_persist *p = ud;
     hub *h = p->h;
-    if (status != 0 && !h->closing) {
+    if (status != 0 && status != CLUSTER_REFUSED && !h->closing) {
         buf_reset(&h->scratch);
         buf_append(&h->scratch, p->prefix, p->len);
         publish_local(h, p->a, p->type, p->kind, 1, p->ts_ns, 0);
@@ -477,7 +500,7 @@ static void publish(hub *h, agent *a, uint32_t type, msg_kind kind, int persiste
             free(p);
         } else {
             buf_puts(b, "}");
-            cluster_publish(h->cl, type, b->data, b->len);
+            cluster_publish(h->cl, type, a->project, b->data, b->len);
             buf_reset(b);
             return;
         }
@@ -487,6 +510,7 @@ static void publish(hub *h, agent *a, uint32_t type, msg_kind kind, int persiste
 
 static void publish_status(hub *h, agent *a, uint8_t status, const char *detail, uint64_t ts_ns)
 {
+    a->st_pending = 0; /* whatever waited is superseded */
     buf *b = &h->scratch;
     common_fields(b, "agent_status", a, ts_ns);
     if (a->has_status)
@@ -501,6 +525,93 @@ static void publish_status(hub *h, agent *a, uint8_t status, const char *detail,
     a->status_ts_ns = ts_ns;
     publish(h, a, FILTER_EV_STATUS, MSG_STATUS, 1, ts_ns, 0);
     share_agent(h, a);
+}
+
+/* ---- per-agent status budget (--agent-status-rate) ---------------------------------------------
+ * One agent must not flood Redis, every instance and every dashboard.  Each agent has a bucket of
+ * --agent-status-rate statuses per second (burst: one second's worth) and a critical lane, a
+ * quarter of that, for final statuses (failed, completed, cancelled) once the bucket is empty.  A
+ * status over budget is not lost: it waits, replaced by any newer one, and goes out when a token
+ * comes back, so the latest state always arrives.  Task events are not budgeted. */
+
+static int is_final_status(uint8_t s)
+{
+    return s == 3 || s == 4 || s == 5;
+}
+
+static int agent_admit(hub *h, agent *a, uint8_t status)
+{
+    double rate = (double)h->cfg->agent_status_rate;
+    if (rate <= 0)
+        return 1;
+    uint64_t now = util_mono_ns();
+    double dt = (double)(now - a->st_tokens_mono) / 1e9;
+    a->st_tokens_mono = now;
+    a->st_tokens = a->st_tokens + dt * rate > rate ? rate : a->st_tokens + dt * rate;
+    double crate = rate / 4 + 1;
+    a->crit_tokens = a->crit_tokens + dt * crate > crate ? crate : a->crit_tokens + dt * crate;
+    if (a->st_tokens >= 1.0) {
+        a->st_tokens -= 1.0;
+        return 1;
+    }
+    if (is_final_status(status) && a->crit_tokens >= 1.0) {
+        a->crit_tokens -= 1.0;
+        return 1;
+    }
+    return 0;
+}
+
+static void agent_status(hub *h, agent *a, uint8_t status, const char *detail, uint64_t ts_ns)
+{
+    if (!a->st_pending && agent_admit(h, a, status)) {
+        a->over_budget = 0;
+        publish_status(h, a, status, detail, ts_ns);
+        return;
+    }
+    if (a->st_pending)
+        g_metrics.agent_status_coalesced++; /* the waiting one is replaced */
+    a->st_pending = 1;
+    a->pending_status = status;
+    a->pending_ts_ns = ts_ns;
+    snprintf(a->pending_detail, sizeof a->pending_detail, "%s", detail);
+    if (!a->over_budget) {
+        a->over_budget = 1;
+        g_metrics.agent_status_over_budget++;
+        log_warn("agent over its status budget: the latest status waits",
+                 "\"project\":\"%s\",\"agent\":\"%s\",\"reason\":\"--agent-status-rate %ld\"",
+                 a->project, a->id, h->cfg->agent_status_rate);
+    }
+    if (!ev_is_active(&h->budget_timer)) {
+        ev_timer_set(&h->budget_timer, 1.0 / (double)h->cfg->agent_status_rate, 0.);
+        ev_timer_start(h->loop, &h->budget_timer);
+    }
+}
+
+/* A waiting status goes out now, whatever the budget says (its agent is leaving). */
+static void flush_pending_status(hub *h, agent *a)
+{
+    if (a->st_pending)
+        publish_status(h, a, a->pending_status, a->pending_detail, a->pending_ts_ns);
+}
+
+static void budget_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    hub *h = container_of(w, hub, budget_timer);
+    int waiting = 0;
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        if (!a->st_pending)
+            continue;
+        if (agent_admit(h, a, a->pending_status))
+            publish_status(h, a, a->pending_status, a->pending_detail, a->pending_ts_ns);
+        else
+            waiting = 1;
+    }
+    if (waiting) {
+        ev_timer_set(&h->budget_timer, 1.0 / (double)h->cfg->agent_status_rate, 0.);
+        ev_timer_start(h->loop, &h->budget_timer);
+    }
 }
 
 /* --global-msg-rate (B9): a token bucket over the progress events the hub accepts per second.
@@ -621,10 +732,12 @@ static void send_gap(conn *c, const task *t, const char *reason, uint64_t bytes)
 
 /* ---- terminal relay across instances (C3) -----------------------------------------------------
  * The instance that reads an agent's ring owns its terminal bytes.  Another instance with a
- * viewer of that task publishes a watch request ("agent\ttask\tfrom", every RELAY_RENEW_S); the
- * owner then publishes the bytes from `from` (its scrollback) and every new chunk, each with its
- * absolute position ("agent\ttask\tpos\n" + bytes), for RELAY_TTL_S after the last request.
- * Nothing is relayed while nobody remote watches. */
+ * viewer of that task publishes a watch request ("project\tagent\ttask\tfrom", every
+ * RELAY_RENEW_S); the owner then publishes the bytes from `from` (its scrollback) and every new
+ * chunk, each with its absolute position ("project\tagent\ttask\tpos\n" + bytes), for
+ * RELAY_TTL_S after the last request.  Nothing is relayed while nobody remote watches.  A viewer
+ * takes bytes only for the exact (project, agent) it knows, and only from the instance its state
+ * came from (D2, C3). */
 #define CLUSTER_TYPE_TERM_WATCH 0x100u
 #define CLUSTER_TYPE_TERM_DATA 0x200u
 #define RELAY_TTL_S 30
@@ -634,9 +747,10 @@ static void relay_chunk(hub *h, const task *t, uint64_t pos, const uint8_t *data
 {
     buf b;
     buf_init(&b);
-    buf_printf(&b, "%s\t%s\t%llu\n", t->agent->id, t->id, (unsigned long long)pos);
+    buf_printf(&b, "%s\t%s\t%s\t%llu\n", t->agent->project, t->agent->id, t->id,
+               (unsigned long long)pos);
     buf_append(&b, data, len);
-    cluster_publish(h->cl, CLUSTER_TYPE_TERM_DATA, b.data, b.len);
+    cluster_publish(h->cl, CLUSTER_TYPE_TERM_DATA, t->agent->project, b.data, b.len);
     buf_free(&b);
 }
 
@@ -668,10 +782,10 @@ static void relay_request(hub *h, const task *t)
 {
     if (h->cl == NULL || t->agent->local)
         return;
-    char req[160];
-    int n = snprintf(req, sizeof req, "%s\t%s\t%llu", t->agent->id, t->id,
+    char req[240];
+    int n = snprintf(req, sizeof req, "%s\t%s\t%s\t%llu", t->agent->project, t->agent->id, t->id,
                      (unsigned long long)(t->sb_end > 0 ? t->sb_end : 0));
-    cluster_publish(h->cl, CLUSTER_TYPE_TERM_WATCH, req, (size_t)n);
+    cluster_publish(h->cl, CLUSTER_TYPE_TERM_WATCH, NULL, req, (size_t)n);
 }
 
 static void relay_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -766,6 +880,7 @@ void hub_ring_attached(hub *h, const ipc_identity *id)
     a->rings++;
     a->died = 0;
     a->local = 1;
+    snprintf(a->origin, sizeof a->origin, "%s", h->cfg->instance_id);
 }
 
 void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
@@ -774,7 +889,7 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
     a->active_mono = util_mono_ns();
     switch (ev->type) {
     case IPC_EV_STATUS:
-        publish_status(h, a, ev->status, ev->detail, ev->ts_ns);
+        agent_status(h, a, ev->status, ev->detail, ev->ts_ns);
         break;
     case IPC_EV_TASK_START: {
         task *t = find_task(a, ev->task_id);
@@ -860,6 +975,8 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean)
     a->active_mono = util_mono_ns();
     if (a->rings > 0)
         a->rings--;
+    if (a->rings == 0)
+        flush_pending_status(h, a); /* the agent's last word is not held back */
     if (a->rings > 0 || clean)
         return;
     g_metrics.agent_deaths++;
@@ -1013,11 +1130,16 @@ void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, cons
     }
 }
 
-int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id)
+int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id,
+                           const char *project_id)
 {
+    /* Only among the tasks c may see: another project's task of the same id neither answers
+     * (no existence oracle) nor shadows the user's own (D2). */
     task *found = NULL;
     for (agent *a = h->agents; a != NULL; a = a->next) {
-        if (agent_id[0] != '\0' && strcmp(a->id, agent_id) != 0)
+        if ((agent_id[0] != '\0' && strcmp(a->id, agent_id) != 0) ||
+            (project_id[0] != '\0' && strcmp(a->project, project_id) != 0) ||
+            !conn_may_see(c, a->project, a->id))
             continue;
         task *t = find_task(a, task_id);
         if (t != NULL && (found == NULL || t->started_ns > found->started_ns))
@@ -1026,8 +1148,6 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
     if (found == NULL)
         return -1;
     task *t = found;
-    if (!conn_may_see(c, t->agent->project, t->agent->id))
-        return -2;
     c->sub_owner = t;
     c->sub_prev = NULL;
     c->sub_next = t->subs;
@@ -1082,6 +1202,43 @@ void hub_unsubscribe(hub *h, conn *c)
         c->sub_next->sub_prev = c->sub_prev;
     c->sub_next = c->sub_prev = NULL;
     c->sub_owner = NULL;
+}
+
+void hub_rights_changed(hub *h, conn *c)
+{
+    if (!c->has_ident || c->sub_owner == NULL)
+        return;
+    if (c->endpoint == EP_TERMINAL) {
+        const agent *a = ((task *)c->sub_owner)->agent;
+        if (conn_may_see(c, a->project, a->id))
+            return;
+        g_metrics.tenancy_refusals[TENANCY_RIGHTS_REVOKED]++;
+        log_info("terminal closed: rights revoked",
+                 "\"conn\":%llu,\"user\":\"%s\",\"project\":\"%s\",\"agent\":\"%s\","
+                 "\"reason\":\"refreshed token no longer allows the project\"",
+                 (unsigned long long)c->id, c->ident.user, a->project, a->id);
+        conn_close_ws(c, 4003, CLOSE_FORBIDDEN, "your token no longer allows this project");
+        return;
+    }
+    /* Events: delivery checks the rights of every message already; the filter shrinks to the
+     * projects still allowed (all of them gone: it matches nothing rather than everything). */
+    filter_list *pl = &c->filt.projects;
+    unsigned n = pl->n, kept = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (auth_allows_project(&c->ident, pl->ids[i])) {
+            if (kept != i)
+                memcpy(pl->ids[kept], pl->ids[i], sizeof pl->ids[0]);
+            kept++;
+        }
+    }
+    if (kept == n)
+        return;
+    pl->n = kept;
+    if (kept == 0) {
+        filter_list_free(pl);
+        c->filt.types = 0;
+    }
+    hub_send_subscribed(h, c);
 }
 
 void hub_send_subscribed(hub *h, conn *c)
@@ -1202,28 +1359,38 @@ static void apply_remote(hub *h, agent *a, const char *type, json_t *o, uint64_t
     }
 }
 
-/* Splits "agent\ttask\tnumber" (the number ends at '\n' or the end); returns 0 or -1. */
-static int relay_header(const char *p, size_t len, char agent_id[IPC_ID_MAX + 1],
-                        char task_id[IPC_ID_MAX + 1], uint64_t *num, size_t *consumed)
+/* Copies the id field [p, e) into out; returns 0 or -1 if it is not a valid id. */
+static int relay_id(const char *p, const char *e, char out[IPC_ID_MAX + 1])
 {
-    const char *end = p + len;
-    const char *t1 = memchr(p, '\t', len);
-    if (t1 == NULL)
+    size_t n = (size_t)(e - p);
+    if (!filter_id_valid(p, n) || n > IPC_ID_MAX)
         return -1;
-    const char *t2 = memchr(t1 + 1, '\t', (size_t)(end - t1 - 1));
-    if (t2 == NULL)
-        return -1;
-    const char *nl = memchr(t2 + 1, '\n', (size_t)(end - t2 - 1));
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* Splits "project\tagent\ttask\tnumber" (the number ends at '\n' or the end); returns 0 or -1. */
+static int relay_header(const char *p, size_t len, char project_id[IPC_ID_MAX + 1],
+                        char agent_id[IPC_ID_MAX + 1], char task_id[IPC_ID_MAX + 1], uint64_t *num,
+                        size_t *consumed)
+{
+    const char *end = p + len, *f[4];
+    f[0] = p;
+    for (int i = 1; i < 4; i++) {
+        const char *tab = memchr(f[i - 1], '\t', (size_t)(end - f[i - 1]));
+        if (tab == NULL)
+            return -1;
+        f[i] = tab + 1;
+    }
+    const char *nl = memchr(f[3], '\n', (size_t)(end - f[3]));
     const char *ne = nl != NULL ? nl : end;
-    size_t al = (size_t)(t1 - p), tl = (size_t)(t2 - t1 - 1), nlen = (size_t)(ne - t2 - 1);
-    if (!filter_id_valid(p, al) || !filter_id_valid(t1 + 1, tl) || nlen == 0 || nlen > 20)
+    size_t nlen = (size_t)(ne - f[3]);
+    if (relay_id(f[0], f[1] - 1, project_id) != 0 || relay_id(f[1], f[2] - 1, agent_id) != 0 ||
+        relay_id(f[2], f[3] - 1, task_id) != 0 || nlen == 0 || nlen > 20)
         return -1;
-    memcpy(agent_id, p, al);
-    agent_id[al] = '\0';
-    memcpy(task_id, t1 + 1, tl);
-    task_id[tl] = '\0';
     char num_s[24];
-    memcpy(num_s, t2 + 1, nlen);
+    memcpy(num_s, f[3], nlen);
     num_s[nlen] = '\0';
     char *e;
     *num = strtoull(num_s, &e, 10);
@@ -1233,18 +1400,14 @@ static int relay_header(const char *p, size_t len, char agent_id[IPC_ID_MAX + 1]
     return 0;
 }
 
-static void remote_terminal(hub *h, uint32_t type, const char *p, size_t len)
+static void remote_terminal(hub *h, const char *origin, uint32_t type, const char *p, size_t len)
 {
-    char agent_id[IPC_ID_MAX + 1], task_id[IPC_ID_MAX + 1];
+    char project_id[IPC_ID_MAX + 1], agent_id[IPC_ID_MAX + 1], task_id[IPC_ID_MAX + 1];
     uint64_t num;
     size_t used;
-    if (relay_header(p, len, agent_id, task_id, &num, &used) != 0)
+    if (relay_header(p, len, project_id, agent_id, task_id, &num, &used) != 0)
         return;
-    agent *a = NULL;
-    for (agent *x = h->agents; x != NULL; x = x->next) {
-        if (strcmp(x->id, agent_id) == 0)
-            a = x;
-    }
+    agent *a = lookup_agent(h, project_id, agent_id);
     if (a == NULL)
         return;
     task *t = find_task(a, task_id);
@@ -1261,6 +1424,17 @@ static void remote_terminal(hub *h, uint32_t type, const char *p, size_t len)
     }
     if (a->local)
         return; /* our own bytes */
+    if (strcmp(origin, a->origin) != 0) {
+        /* Bytes for an agent this instance knows from another instance: not from its owner. */
+        char eo[96], ea[96];
+        g_metrics.tenancy_refusals[TENANCY_RELAY_NOT_OWNER]++;
+        log_warn("terminal bytes refused",
+                 "\"origin\":\"%s\",\"owner\":\"%s\",\"project\":\"%s\",\"agent\":\"%s\","
+                 "\"reason\":\"not from the agent's instance\"",
+                 log_esc(eo, sizeof eo, origin, strlen(origin)),
+                 log_esc(ea, sizeof ea, a->origin, strlen(a->origin)), a->project, a->id);
+        return;
+    }
     const uint8_t *data = (const uint8_t *)p + used;
     size_t n = len - used;
     uint64_t pos = num;
@@ -1292,7 +1466,7 @@ void hub_remote_event(hub *h, const char *origin, uint32_t type, const char *jso
 {
     if (type == CLUSTER_TYPE_TERM_WATCH || type == CLUSTER_TYPE_TERM_DATA) {
         if (strcmp(origin, h->cfg->instance_id) != 0)
-            remote_terminal(h, type, json, len);
+            remote_terminal(h, origin, type, json, len);
         return;
     }
     json_error_t err;
@@ -1317,8 +1491,11 @@ void hub_remote_event(hub *h, const char *origin, uint32_t type, const char *jso
     agent *a = find_agent(h, &id, 1);
     a->active_mono = util_mono_ns();
     uint64_t ts_ns = jint(o, "ts_ns");
-    if (strcmp(origin, h->cfg->instance_id) != 0)
+    if (strcmp(origin, h->cfg->instance_id) != 0) {
         apply_remote(h, a, etype, o, ts_ns);
+        if (a->rings == 0)
+            snprintf(a->origin, sizeof a->origin, "%s", origin);
+    }
     uint32_t ftype;
     msg_kind kind;
     int persisted = 0;
@@ -1374,6 +1551,7 @@ void hub_remote_agent(hub *h, const char *json, size_t len)
             }
             snprintf(a->detail, sizeof a->detail, "%s", jstr(o, "detail"));
             snprintf(a->owner, sizeof a->owner, "%s", jstr(o, "owner"));
+            snprintf(a->origin, sizeof a->origin, "%s", jstr(o, "instance"));
         }
     }
     json_decref(o);
@@ -1416,9 +1594,10 @@ static void share_agent(hub *h, const agent *a)
         json_knull(&b, "status");
     json_kstr(&b, "detail", a->detail);
     json_ku64(&b, "ts_ns", a->status_ts_ns);
+    json_ku64(&b, "seen_ms", util_now_ns() / 1000000ull); /* refreshed every sweep while alive */
     json_kstr(&b, "instance", h->cfg->instance_id);
     buf_puts(&b, "}");
-    cluster_put_agent(h->cl, a->id, b.data, b.len);
+    cluster_put_agent(h->cl, a->project, a->id, b.data, b.len);
     buf_free(&b);
 }
 
@@ -1549,8 +1728,13 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         if (a->rings == 0 && a->replay_refs == 0 && !watched && now - a->active_mono > window) {
             *pp = a->next;
             h->evicted++;
+            /* ws:agents:{state} forgets it too once its owner stopped refreshing it: ids of
+             * long-gone agents are not kept around */
+            cluster_trim_agent(h->cl, a->project, a->id, window / 1000000ull);
             agent_free(a);
         } else {
+            if (a->rings > 0)
+                share_agent(h, a); /* alive here: keep (or put back) its entry in ws:agents */
             pp = &a->next;
         }
     }
@@ -1568,9 +1752,13 @@ hub *hub_new(struct ev_loop *loop, const config *cfg)
     sodium_bin2hex(h->epoch, sizeof h->epoch, rnd, sizeof rnd);
     buf_init(&h->scratch);
     ev_timer_init(&h->progress_timer, progress_timer_cb, 0.1, 0.);
-    ev_timer_init(&h->sweep_timer, sweep_cb, 30., 30.);
+    /* at most half the window: an owner refreshes its live agents' ws:agents entries each sweep,
+     * so a live entry is never older than the window that trims it */
+    double sweep = cfg->replay_window < 60 ? (double)cfg->replay_window / 2 : 30.;
+    ev_timer_init(&h->sweep_timer, sweep_cb, sweep, sweep);
     ev_timer_start(loop, &h->sweep_timer);
     ev_timer_init(&h->relay_timer, relay_timer_cb, RELAY_RENEW_S, RELAY_RENEW_S);
+    ev_timer_init(&h->budget_timer, budget_timer_cb, 1.0, 0.);
     return h;
 }
 
@@ -1582,6 +1770,7 @@ void hub_free(hub *h)
     ev_timer_stop(h->loop, &h->progress_timer);
     ev_timer_stop(h->loop, &h->sweep_timer);
     ev_timer_stop(h->loop, &h->relay_timer);
+    ev_timer_stop(h->loop, &h->budget_timer);
     for (size_t i = 0; i < h->r_len; i++)
         msg_unref(h->replay[(h->r_head + i) % h->r_cap].m);
     free(h->replay);

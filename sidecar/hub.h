@@ -37,10 +37,15 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean);
  * every retained persisted event after resume_seq that c may see, or replay_truncated. */
 void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, const char *epoch);
 
-/* Subscribes c to the terminal of task_id (agent_id may be "" for any agent).  Sends the header,
- * scrollback and, for an ended task, its end.  Returns 0, -1 if the task is unknown, or -2 if
- * the connection may not see the task's project (D2). */
-int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id);
+/* Subscribes c to the terminal of task_id (agent_id and project_id may be "" for any), chosen
+ * only among the tasks c may see (D2).  Sends the header, scrollback and, for an ended task, its
+ * end.  Returns 0, or -1 if no such task is visible to c (unknown and forbidden look the same). */
+int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id,
+                           const char *project_id);
+
+/* c's rights were just replaced (token refresh): a terminal of a project no longer allowed is
+ * closed with 4003 at once; event streams apply the new rights from the next message. */
+void hub_rights_changed(hub *h, conn *c);
 
 /* Removes c from whatever it is subscribed to.  Idempotent. */
 void hub_unsubscribe(hub *h, conn *c);

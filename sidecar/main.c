@@ -84,6 +84,38 @@ static void raise_nofile(long want)
                  "\"limit\":%llu,\"max_connections\":%ld", (unsigned long long)rl.rlim_cur, want);
 }
 
+/* --fingerprint-key: the file's bytes (one trailing newline ignored, at least 32) are hashed into
+ * the fingerprint key, so every instance given the same file computes the same fingerprints. */
+static int load_fingerprint_key(const char *path, char *err, size_t errlen)
+{
+    unsigned char raw[1025], key[32];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "--fingerprint-key: cannot open '%s'", path);
+        return -1;
+    }
+    size_t n = fread(raw, 1, sizeof raw, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (n > 0 && raw[n - 1] == '\n')
+        n--;
+    int rc = 0;
+    if (bad || n < 32 || n > 1024) {
+        snprintf(err, errlen, "--fingerprint-key: '%s' must hold 32 to 1024 bytes (e.g. openssl rand "
+                 "-base64 48)", path);
+        rc = -1;
+    } else {
+        crypto_generichash(key, sizeof key, raw, n, (const unsigned char *)"ringside-fp", 11);
+        if (auth_fingerprint_set_key(key, sizeof key) != AUTH_OK) {
+            snprintf(err, errlen, "--fingerprint-key: the key could not be set");
+            rc = -1;
+        }
+    }
+    sodium_memzero(raw, sizeof raw);
+    sodium_memzero(key, sizeof key);
+    return rc;
+}
+
 static int serve(int argc, char **argv)
 {
     config cfg;
@@ -106,6 +138,10 @@ static int serve(int argc, char **argv)
 
     /* Everything that can fail on bad input happens before the first log line, so a failed start
      * prints exactly one line saying what is wrong and what to do. */
+    if (cfg.fingerprint_key != NULL && load_fingerprint_key(cfg.fingerprint_key, err, sizeof err) != 0) {
+        fprintf(stderr, "ringside: %s\n", err);
+        return 1;
+    }
     auth_config *auth = NULL;
     if (!cfg.no_auth && auth_config_new(&auth, cfg.jwt_alg, cfg.jwt_key, cfg.jwt_issuer,
                                         cfg.jwt_audience, (int)cfg.jwt_leeway, err,
@@ -157,6 +193,9 @@ static int serve(int argc, char **argv)
     ev_signal_start(loop, &g_daemon.sigint);
     ev_signal_init(&g_daemon.sighup, sighup_cb, SIGHUP);
     ev_signal_start(loop, &g_daemon.sighup);
+    if (cfg.redis != NULL && cfg.all_projects)
+        log_warn("--projects '*': this pod's agents may publish for every project of the cluster",
+                 "\"reason\":\"explicit opt-in\"");
     log_info("ringside started", "\"version\":\"%s\",\"instance\":\"%s\",\"mode\":\"%s\"",
              RINGSIDE_VERSION, cfg.instance_id, cl != NULL ? "redis" : "embedded");
 

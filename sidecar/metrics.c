@@ -97,6 +97,22 @@ void metrics_render(buf *b, metrics_extra_fn extra, void *ud)
     buf_printf(b, "ringside_hibernations_total %llu\n", (unsigned long long)m->hibernations);
     header(b, "ringside_auth_failures_total", "counter", "Tokens refused (handshake or refresh).");
     buf_printf(b, "ringside_auth_failures_total %llu\n", (unsigned long long)m->auth_failures);
+    static const char *const tenancy_names[TENANCY_REFUSAL_COUNT] = {
+        "ring_foreign_project", "origin_project_not_announced", "relay_not_from_owner",
+        "rights_revoked"};
+    header(b, "ringside_tenancy_refusals_total", "counter",
+           "Data kept from crossing a tenant boundary, by reason.");
+    for (int i = 0; i < TENANCY_REFUSAL_COUNT; i++)
+        buf_printf(b, "ringside_tenancy_refusals_total{reason=\"%s\"} %llu\n", tenancy_names[i],
+                   (unsigned long long)m->tenancy_refusals[i]);
+    header(b, "ringside_agent_status_over_budget_total", "counter",
+           "Times an agent went over --agent-status-rate (its latest status waited).");
+    buf_printf(b, "ringside_agent_status_over_budget_total %llu\n",
+               (unsigned long long)m->agent_status_over_budget);
+    header(b, "ringside_agent_status_coalesced_total", "counter",
+           "Statuses over --agent-status-rate replaced by a newer one before they went out.");
+    buf_printf(b, "ringside_agent_status_coalesced_total %llu\n",
+               (unsigned long long)m->agent_status_coalesced);
     header(b, "ws_updates_publish_to_send_seconds", "histogram",
            "Time from the agent's publish (ts_ns) to the write to a client socket.");
     uint64_t cum = 0;

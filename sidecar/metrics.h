@@ -60,6 +60,15 @@ typedef enum reject_reason {
         REJECT_REASON_COUNT
 } reject_reason;
 
+/* Why data was kept from a tenant boundary it may not cross (D2, C3). */
+typedef enum tenancy_refusal {
+    TENANCY_RING_PROJECT,      /* a ring names a project outside --projects */
+    TENANCY_ORIGIN_PROJECT,    /* an instance published for a project it did not announce */
+    TENANCY_RELAY_NOT_OWNER,   /* terminal bytes not from the instance that owns the agent */
+    TENANCY_RIGHTS_REVOKED,    /* a refreshed token no longer allows an open terminal */
+    TENANCY_REFUSAL_COUNT
+} tenancy_refusal;
+
 #define METRICS_LATENCY_BUCKETS 16
 
 typedef struct metrics {
@@ -79,6 +88,9 @@ typedef struct metrics {
     uint64_t rings_quarantined;               /* rings dropped for corruption */
     uint64_t agent_deaths;                    /* agents that died without closing cleanly */
     uint64_t auth_failures;                   /* tokens refused at the handshake or on refresh */
+    uint64_t tenancy_refusals[TENANCY_REFUSAL_COUNT];
+    uint64_t agent_status_coalesced;          /* statuses replaced while waiting for the budget */
+    uint64_t agent_status_over_budget;        /* times an agent went over --agent-status-rate */
     uint64_t hibernations;                    /* idle connections whose wslay context was freed */
     uint64_t latency_buckets[METRICS_LATENCY_BUCKETS + 1]; /* publish→send, cumulative on render */
     double latency_sum;

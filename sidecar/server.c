@@ -612,11 +612,9 @@ static void finish_upgrade(conn *c)
         hub_subscribe_events(srv->hub, c, up->resume, up->resume_seq, up->epoch);
     } else {
         snprintf(c->task_id, sizeof c->task_id, "%s", up->task);
-        int r = hub_subscribe_terminal(srv->hub, c, up->task, up->agent);
-        if (r == -1)
+        /* Unknown and forbidden are one answer: no existence oracle across projects (D2). */
+        if (hub_subscribe_terminal(srv->hub, c, up->task, up->agent, up->project) != 0)
             conn_close_ws(c, 4004, CLOSE_UNKNOWN_TASK, "unknown task");
-        else if (r == -2)
-            conn_close_ws(c, 4003, CLOSE_FORBIDDEN, "you may not see this task's project");
     }
     free(c->up);
     c->up = NULL;
@@ -756,6 +754,9 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
         snprintf(up->task, sizeof up->task, "%s", task_id);
         if (http_query_get(req->query, req->query_len, "agent_id", up->agent, sizeof up->agent) < 0)
             up->agent[0] = '\0';
+        if (http_query_get(req->query, req->query_len, "project_id", up->project,
+                           sizeof up->project) < 0)
+            up->project[0] = '\0';
     }
     ws_accept_key(key->value, key->value_len, up->accept);
     const http_header *offer = http_find_header(req, "Sec-WebSocket-Extensions");

@@ -32,6 +32,7 @@ typedef struct ring {
     char path[PATH_MAX];
     dev_t dev;
     ino_t ino;
+    uint64_t serial; /* opaque number for metrics labels (no agent id or pid by default) */
     watch *w;
     struct ring *next;
 } ring;
@@ -47,6 +48,7 @@ struct watch {
     struct hub *hub;
     ring *rings;
     size_t n_rings;
+    uint64_t rings_seen; /* serial of the last ring attached */
     int ifd;
     ev_io inotify_io;
     ev_timer rescan_timer;
@@ -77,6 +79,7 @@ static ring *ring_alloc(watch *w)
 {
     ring *rg = xcalloc(1, sizeof *rg);
     rg->w = w;
+    rg->serial = ++w->rings_seen;
     return rg;
 }
 
@@ -171,9 +174,21 @@ static void try_open(watch *w, const char *name)
         log_error("ring rejected", "\"path\":\"%s\",\"error\":\"%s\"", path, ipc_strerror(rc));
         return;
     }
+    const ipc_identity *ident = ipc_reader_identity(r);
+    if (!config_project_allowed(w->cfg, ident->project_id)) {
+        /* This pod may not publish for that project (--projects): nothing of the ring is read,
+         * and it is not looked at again (D2). */
+        g_metrics.tenancy_refusals[TENANCY_RING_PROJECT]++;
+        mark_bad(w, st.st_dev, st.st_ino);
+        log_warn("ring refused", "\"agent\":\"%s\",\"project\":\"%s\",\"pid\":%d,\"path\":\"%s\","
+                 "\"reason\":\"project not in --projects\"",
+                 ident->agent_id, ident->project_id, (int)ident->pid, path);
+        ipc_reader_free(r);
+        return;
+    }
     ring *rg = ring_alloc(w);
     rg->r = r;
-    rg->id = *ipc_reader_identity(r);
+    rg->id = *ident;
     snprintf(rg->path, sizeof rg->path, "%s", path);
     rg->dev = st.st_dev;
     rg->ino = st.st_ino;
@@ -531,8 +546,16 @@ void watch_render_metrics(buf *b, void *ud)
         for (ring *rg = w->rings; rg != NULL; rg = rg->next) {
             ipc_reader_stats st;
             ipc_reader_get_stats(rg->r, &st);
-            buf_printf(b, "%s{agent=\"%s\",pid=\"%d\"} %.15g\n", series[i].name,
-                       rg->id.agent_id, (int)rg->id.pid, series[i].value(&st));
+            /* Agent ids and pids only when the operator asks (--metrics-detail): /metrics is
+             * often readable more widely than the dashboards (D5). */
+            if (w->cfg->metrics_detail)
+                buf_printf(b, "%s{project=\"%s\",agent=\"%s\",pid=\"%d\"} %.15g\n",
+                           series[i].name, rg->id.project_id, rg->id.agent_id, (int)rg->id.pid,
+                           series[i].value(&st));
+            else
+                buf_printf(b, "%s{project=\"%s\",ring=\"%llu\"} %.15g\n", series[i].name,
+                           rg->id.project_id, (unsigned long long)rg->serial,
+                           series[i].value(&st));
         }
     }
 }

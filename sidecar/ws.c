@@ -289,6 +289,7 @@ static void handle_auth(conn *c, json_t *root)
     auth_identity_clear(&c->ident);
     c->ident = id;
     arm_expiry(c);
+    hub_rights_changed(c->srv->hub, c); /* narrowed rights apply to open streams at once */
     char json[256];
     int n = snprintf(json, sizeof json, "{\"type\":\"authenticated\",\"user\":\"%s\",\"exp\":%lld}",
                      c->ident.user, (long long)c->ident.exp);

@@ -83,7 +83,7 @@ def slow_clients(stop, scs, stats):
 
 def main():
     redis = Redis(aof=True)
-    args = ["--redis", redis.url, "--conn-msg-rate", "0", "--replay-max", "2000",
+    args = ["--redis", redis.url, "--projects", "*", "--conn-msg-rate", "0", "--replay-max", "2000",
             "--heartbeat-interval", "5", "--max-connections", "2000"]
     scs = [Sidecar(args + ["--instance-id", n]) for n in ("A", "B")]
     for sc in scs:

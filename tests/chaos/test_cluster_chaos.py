@@ -33,7 +33,7 @@ class ClusterChaos(unittest.TestCase):
         self.pubs = []
 
     def start_sidecar(self, name, shm_dir=None):
-        sc = Sidecar(["--redis", self.redis.url, "--instance-id", name] + ARGS, shm_dir=shm_dir)
+        sc = Sidecar(["--redis", self.redis.url, "--instance-id", name, "--projects", "*"] + ARGS, shm_dir=shm_dir)
         self.assertTrue(wait_ready(sc), "sidecar %s not ready" % name)
         return sc
 

@@ -73,8 +73,8 @@ class TestPartition(unittest.TestCase):
         self.redis = Redis(port=6390, host="10.213.0.2", netns=NS_R,
                            binds=["10.213.0.2", "10.213.0.6"])
         args = ["--conn-msg-rate", "0"]
-        self.a = Sidecar(["--redis", "redis://10.213.0.2:6390", "--instance-id", "A"] + args)
-        self.b = Sidecar(["--redis", "redis://10.213.0.6:6390", "--instance-id", "B"] + args)
+        self.a = Sidecar(["--redis", "redis://10.213.0.2:6390", "--instance-id", "A", "--projects", "*"] + args)
+        self.b = Sidecar(["--redis", "redis://10.213.0.6:6390", "--instance-id", "B", "--projects", "*"] + args)
         for sc in (self.a, self.b):
             self.assertTrue(wait_ready(sc), sc.raw_logs()[-2000:])
         self.pubs = []

@@ -32,8 +32,8 @@ def main():
     redis = Redis()
     sa = sb = None
     try:
-        sa = Sidecar(["--redis", redis.url, "--instance-id", "A"] + opts)
-        sb = Sidecar(["--redis", redis.url, "--instance-id", "B"] + opts)
+        sa = Sidecar(["--redis", redis.url, "--instance-id", "A", "--projects", "*"] + opts)
+        sb = Sidecar(["--redis", redis.url, "--instance-id", "B", "--projects", "*"] + opts)
         time.sleep(0.5)  # both subscribed (readiness is checked by the e2e tests)
         n = int(a.rate * a.seconds)
         lgs = []

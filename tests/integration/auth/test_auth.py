@@ -166,7 +166,8 @@ class Rights(AuthCase):
                     while True:
                         m = await ws.recv()
                         self.assertNotIn(b"classified", m if isinstance(m, bytes) else m.encode())
-                self.assertEqual(cm.exception.rcvd.code, 4003)
+                # unknown and forbidden look the same: no existence oracle (issue 16)
+                self.assertEqual(cm.exception.rcvd.code, 4004)
         run_async(go())
 
 

@@ -68,8 +68,8 @@ class ClusterCase(unittest.TestCase):
 
     def setUp(self):
         self.redis = Redis()
-        self.a = Sidecar(["--redis", self.redis.url, "--instance-id", "A"] + list(self.extra))
-        self.b = Sidecar(["--redis", self.redis.url, "--instance-id", "B"] + list(self.extra))
+        self.a = Sidecar(["--redis", self.redis.url, "--instance-id", "A", "--projects", "*"] + list(self.extra))
+        self.b = Sidecar(["--redis", self.redis.url, "--instance-id", "B", "--projects", "*"] + list(self.extra))
         for sc in (self.a, self.b):
             self.wait_ready(sc)
 

@@ -176,6 +176,7 @@ static void test_failover_followed(void **state)
     f->cfg_a.redis = f->cfg_b.redis = f->url;
     f->cfg_a.instance_id = "A";
     f->cfg_b.instance_id = "B";
+    f->cfg_a.all_projects = f->cfg_b.all_projects = 1;
     f->cfg_a.replay_window = f->cfg_b.replay_window = 300;
     f->cfg_a.replay_max = f->cfg_b.replay_max = 10000;
     f->a = cluster_new(f->loop, &f->cfg_a, &f->ha, err, sizeof(err));

@@ -33,7 +33,9 @@ import websockets  # noqa: E402
 
 RS_AGENT = os.environ.get("RS_AGENT") or os.path.join(rstest.BIN, "delivery_rs_agent")
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-BASE_ARGS = ("--conn-rate", "0", "--user-conns", "0", "--heartbeat-interval", "300")
+# The delivery engine is measured here, not the per-agent status budget (tested in auth/test_tenancy.py).
+BASE_ARGS = ("--conn-rate", "0", "--user-conns", "0", "--heartbeat-interval", "300",
+             "--agent-status-rate", "0")
 PERSISTED = ("agent_status", "task_started", "task_ended")
 
 

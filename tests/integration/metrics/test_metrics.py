@@ -250,7 +250,31 @@ class MetricsCase(SidecarCase):
                              reason)
 
     def test_rings_and_agent_death(self):
+        with Sidecar(["--metrics-detail"]) as sc:
+            self._rings_and_agent_death(sc)
+
+    def test_ring_metrics_carry_no_agent_ids_by_default(self):
         sc = self.sc
+        proc = subprocess.Popen([binpath("ringside-pub"), "--shm-dir", sc.shm_dir, "--agent",
+                                 "secret-agent-name", "--project", "p1", "term", "t1"],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            self.assertIsNotNone(sc.wait_log(lambda l: l.get("msg") == "agent ring attached" and
+                                             l.get("agent") == "secret-agent-name"))
+            status, _, body = sc.http("/metrics")
+            self.assertEqual(status, 200)
+            self.assertNotIn(b"secret-agent-name", body)
+            self.assertNotIn(b"pid=", body)
+            fams = scrape(sc)
+            self.assertGreaterEqual(val(fams, "ringside_ring_records_total", project="p1",
+                                        ring="1"), 0)
+        finally:
+            proc.kill()
+            proc.wait(10)
+            proc.stdin.close()
+
+    def _rings_and_agent_death(self, sc):
         before = scrape(sc)
         # A clean agent: publishes one event and closes its ring.
         mark = len(sc.logs)
@@ -270,10 +294,11 @@ class MetricsCase(SidecarCase):
                                              l.get("agent") == "doomed", start=mark), sc.raw_logs())
             fams = scrape(sc)
             self.assertGreaterEqual(val(fams, "ringside_rings_active"), 1)
-            recs = val(fams, "ringside_ring_records_total", agent="doomed", pid=str(proc.pid))
+            lab = {"project": "p1", "agent": "doomed", "pid": str(proc.pid)}
+            recs = val(fams, "ringside_ring_records_total", **lab)
             self.assertGreaterEqual(recs, 0)
-            val(fams, "ringside_ring_records_lost_total", agent="doomed", pid=str(proc.pid))
-            fill = val(fams, "ringside_ring_fill_ratio", agent="doomed", pid=str(proc.pid))
+            val(fams, "ringside_ring_records_lost_total", **lab)
+            fill = val(fams, "ringside_ring_fill_ratio", **lab)
             self.assertTrue(0 <= fill <= 1, fill)
             mark = len(sc.logs)
             proc.send_signal(signal.SIGKILL)
@@ -289,7 +314,7 @@ class MetricsCase(SidecarCase):
         self.assertEqual(val(after, "ringside_agent_deaths_total"),
                          val(before, "ringside_agent_deaths_total") + 1)
         self.assertEqual(val(after, "ringside_rings_active"), 0)
-        self.assertIsNone(after["ringside_ring_records_total"].value(agent="doomed",
+        self.assertIsNone(after["ringside_ring_records_total"].value(project="p1", agent="doomed",
                                                                      pid=str(proc.pid)))
         self.assertEqual(val(after, "ringside_rings_rejected_total"), 0)
 

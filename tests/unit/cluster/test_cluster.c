@@ -111,6 +111,7 @@ static void inst_start(fx *f, inst *in, const char *id, long window)
     memset(&in->cfg, 0, sizeof(in->cfg));
     in->cfg.redis = in->url;
     in->cfg.instance_id = id;
+    in->cfg.all_projects = 1;
     in->cfg.replay_window = window;
     in->cfg.replay_max = 100000;
     in->cfg.heartbeat_interval = 30;
@@ -408,7 +409,7 @@ static void test_two_instances_fanout(void **state)
         assert_string_equal(f->a.hub.origin[i], f->b.hub.origin[i]);
     }
     /* non-persisted (progress) */
-    cluster_publish(f->b.cl, 2, "{\"type\":\"progress\"}", 19);
+    cluster_publish(f->b.cl, 2, "p", "{\"type\":\"progress\"}", 19);
     assert_true(wait_for(f, &f->a.hub.n, 111, 5));
     assert_int_equal(f->a.hub.type[110], 2);
     assert_int_equal(f->a.hub.seq[110], 0);
@@ -597,7 +598,7 @@ static void test_registry_and_outage(void **state)
     memset(&p, 0, sizeof(p));
     persist_n(f, f->a.cl, &p, 1, &target);
     assert_true(wait_for(f, &p.done, target, 5)); /* 0 sent or one failed callback */
-    cluster_publish(f->a.cl, 2, "{}", 2);         /* dropped and counted */
+    cluster_publish(f->a.cl, 2, "p", "{}", 2);         /* dropped and counted */
     /* Redis returns (empty): within 5 s the registry is re-written and events flow again */
     assert_int_equal(rt_redis_start(&f->redis, NULL), 0);
     assert_true(rt_run_until(f->loop, avail_is, f, 5));
