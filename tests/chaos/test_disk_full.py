@@ -105,7 +105,9 @@ class TestDiskFull(unittest.TestCase):
                     self.assertEqual(len(err.splitlines()), 1, err)
                     self.assertTrue("shm" in err.lower() or "ring" in err.lower() or
                                     "space" in err.lower(), err)
-                    self.assertEqual(set(os.listdir(self.mnt)), before | {"filler"},
+                    # nothing new but the filler (the sidecar may meanwhile have removed the
+                    # ring of the ringside-pub that ended above: fewer files is fine)
+                    self.assertEqual(set(os.listdir(self.mnt)) - before - {"filler"}, set(),
                                      "a partial ring was left behind")
                     run_r = subprocess.run([binpath("ringside-run"), "--shm-dir", self.mnt,
                                             "--agent", "runner%d" % r, "--project", "chaos",
