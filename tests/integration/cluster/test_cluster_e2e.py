@@ -140,6 +140,9 @@ class TestTerminalRelay(ClusterCase):
 
 
 class TestFanoutAndReplay(ClusterCase):
+    # bursts of one agent's statuses are the point here: no per-agent budget coalescing them
+    extra = ("--agent-status-rate", "0")
+
     def test_agent_on_a_seen_on_b_with_snapshot(self):
         async def run():
             async with connect(self.b) as wsb:
