@@ -5,6 +5,7 @@
 // outage banner appears only after this long, the indicator changes at once), agent_ids, project_ids
 // (comma-separated filters), terminal (a task id whose terminal opens on load).
 import { RingsideClient, RingsideTerminal, STATES } from './ringside.js';
+import { ansiRuns, ansiState } from './ansi.js';
 
 const params = new URLSearchParams(location.search);
 const TOKEN = params.get('token') || null;
@@ -320,6 +321,7 @@ async function openTerminal(agentId, taskId) {
   } else {
     panel.pre = el('pre', { class: 'term__pre', tabindex: 0, 'aria-label': `Output of ${taskId}` });
     panel.decoder = new TextDecoder();
+    panel.ansi = ansiState();
     panel.body.append(panel.pre);
     panel.root.dataset.renderer = 'pre';
   }
@@ -349,7 +351,7 @@ function togglePause(panel) {
 
 function resetView(panel) {
   if (panel.term) panel.term.reset();
-  if (panel.pre) { panel.pre.textContent = ''; panel.decoder = new TextDecoder(); }
+  if (panel.pre) { panel.pre.textContent = ''; panel.preChars = 0; panel.decoder = new TextDecoder(); panel.ansi = ansiState(); }
 }
 
 function writeBytes(panel, bytes) {
@@ -366,12 +368,31 @@ function writeBytes(panel, bytes) {
   appendPre(panel, panel.decoder.decode(bytes, { stream: true }));
 }
 function writeText(panel, s) { if (panel.term) panel.term.write(s); else appendPre(panel, s); }
+const PRE_MAX_NODES = 4000;
 function appendPre(panel, s) {
-  // The fallback shows the bytes as text, escape sequences included (nothing is stripped).
+  // Without xterm.js: colours and styles rendered as spans, other escape sequences removed.
   const pre = panel.pre;
   const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-  pre.append(s);
-  if (pre.textContent.length > PRE_MAX_CHARS) pre.textContent = pre.textContent.slice(-PRE_MAX_CHARS / 2);
+  const frag = document.createDocumentFragment();
+  for (const r of ansiRuns(s, panel.ansi)) {
+    if (!r.fg && !r.bg && !r.bold && !r.dim && !r.italic && !r.underline) { frag.append(r.text); continue; }
+    const span = document.createElement('span');
+    span.textContent = r.text;
+    if (r.fg) span.style.color = r.fg;
+    if (r.bg) span.style.backgroundColor = r.bg;
+    if (r.bold) span.style.fontWeight = 'bold';
+    if (r.dim) span.style.opacity = '0.7';
+    if (r.italic) span.style.fontStyle = 'italic';
+    if (r.underline) span.style.textDecoration = 'underline';
+    frag.append(span);
+  }
+  pre.append(frag);
+  panel.preChars = (panel.preChars || 0) + s.length;
+  // Bounded: the oldest half goes when the text or the node count is over its limit.
+  while ((panel.preChars > PRE_MAX_CHARS || pre.childNodes.length > PRE_MAX_NODES) && pre.firstChild) {
+    panel.preChars -= pre.firstChild.textContent.length;
+    pre.firstChild.remove();
+  }
   if (atBottom) pre.scrollTop = pre.scrollHeight;
 }
 
