@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "history.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
@@ -95,6 +96,7 @@ struct hub {
     ev_timer progress_timer;
     ev_timer sweep_timer;   /* evicts agents gone for longer than the replay window */
     ev_timer relay_timer;   /* renews terminal watch requests to the owning instance */
+    history *hist;          /* ended tasks for the snapshot and late terminal viewers */
     buf scratch;
 };
 
@@ -425,6 +427,23 @@ static void send_progress(hub *h, task *t)
 
 static void terminal_end_for(hub *h, conn *c, task *t);
 
+/* Copies an ended task into the history (its output tail when this instance holds it); the
+ * scrollback is then freed unless someone is still reading it. */
+static void record_history(hub *h, agent *a, task *t, history_tail_state tail)
+{
+    history_task r = {.outcome = status_name(t->outcome), .exit_code = t->exit_code,
+                      .started_ns = t->started_ns, .ended_ns = t->ended_ns,
+                      .output_bytes = t->sb_end, .lost_bytes = t->term_lost, .tail_state = tail};
+    snprintf(r.task_id, sizeof r.task_id, "%s", t->id);
+    snprintf(r.title, sizeof r.title, "%s", t->title);
+    history_record(h->hist, a->id, &r, t->sb, t->sb_cap, t->sb_start, t->sb_end);
+    if (t->subs == NULL && t->sb != NULL) {
+        free(t->sb);
+        t->sb = NULL;
+        t->sb_start = t->sb_end;
+    }
+}
+
 static void end_task(hub *h, agent *a, task *t, uint8_t outcome, int32_t exit_code, uint64_t ts_ns)
 {
     if (t->ended)
@@ -441,6 +460,7 @@ static void end_task(hub *h, agent *a, task *t, uint8_t outcome, int32_t exit_co
     json_kstr(b, "outcome", status_name(outcome));
     json_ki64(b, "exit_code", exit_code);
     publish(h, a, FILTER_EV_TASK_ENDED, MSG_TASK, 1, ts_ns, 0);
+    record_history(h, a, t, HISTORY_TAIL_HELD);
     for (conn *c = t->subs, *next; c != NULL; c = next) {
         next = c->sub_next;
         if (!c->term_behind && !c->paused)
@@ -837,7 +857,9 @@ static void snapshot(hub *h, conn *c, buf *b)
             progress_fields(b, t);
             buf_puts(b, "}");
         }
-        buf_puts(b, "]}");
+        buf_puts(b, "]");
+        history_render(h->hist, b, a->id);
+        buf_puts(b, "}");
     }
     buf_puts(b, "]}");
 }
@@ -897,6 +919,34 @@ void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, cons
     }
 }
 
+/* The terminal of an ended task (live: the hub's newest task of that id, ended, or NULL) comes
+ * from the history: 0 served, -1 unknown, -2 forbidden, -3 its output is no longer kept (the
+ * tail or the whole record was dropped). */
+static int terminal_from_history(hub *h, conn *c, const char *task_id, const char *agent_id,
+                                 const task *live)
+{
+    history_task *best = NULL;
+    const agent *owner = NULL;
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        if (agent_id[0] != '\0' && strcmp(a->id, agent_id) != 0)
+            continue;
+        history_task *r = history_find(h->hist, a->id, task_id);
+        if (r != NULL && (best == NULL || r->ended_ns > best->ended_ns)) {
+            best = r;
+            owner = a;
+        }
+    }
+    if (best == NULL && live == NULL)
+        return -1;
+    if (best == NULL)
+        owner = live->agent; /* ended, and its record already left the history */
+    if (!conn_may_see(c, owner->project, owner->id))
+        return -2;
+    if (best == NULL)
+        return -3;
+    return history_serve(c, owner->id, owner->project, best) == 0 ? 0 : -3;
+}
+
 int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id)
 {
     task *found = NULL;
@@ -907,8 +957,8 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
         if (t != NULL && (found == NULL || t->started_ns > found->started_ns))
             found = t;
     }
-    if (found == NULL)
-        return -1;
+    if (found == NULL || found->ended)
+        return terminal_from_history(h, c, task_id, agent_id, found);
     task *t = found;
     if (!conn_may_see(c, t->agent->project, t->agent->id))
         return -2;
@@ -1066,6 +1116,7 @@ static void apply_remote(hub *h, agent *a, const char *type, json_t *o, uint64_t
         t->ended_ns = ts_ns;
         t->outcome = st >= 0 ? (uint8_t)st : 3;
         t->exit_code = (int32_t)json_integer_value(json_object_get(o, "exit_code"));
+        record_history(h, a, t, a->local ? HISTORY_TAIL_HELD : HISTORY_TAIL_REMOTE);
         for (conn *c = t->subs, *next; c != NULL; c = next) {
             next = c->sub_next;
             if (!c->term_behind && !c->paused)
@@ -1385,6 +1436,7 @@ void hub_render_metrics(buf *b, void *ud)
                   "# TYPE ringside_sequence gauge\nringside_sequence %llu\n",
                (unsigned long long)hub_seq(h));
     (void)tasks;
+    history_render_metrics(b, h->hist);
 }
 
 static void agent_free(agent *a)
@@ -1405,8 +1457,11 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     hub *h = container_of(w, hub, sweep_timer);
     uint64_t now = util_mono_ns();
-    uint64_t window = (uint64_t)h->cfg->replay_window * 1000000000ull;
+    long win_s = h->cfg->history_window > h->cfg->replay_window ? h->cfg->history_window
+                                                                   : h->cfg->replay_window;
+    uint64_t window = (uint64_t)win_s * 1000000000ull;
     replay_expire(h, now, (size_t)h->cfg->replay_max);
+    history_expire(h->hist);
     for (agent **pp = &h->agents; *pp != NULL;) {
         agent *a = *pp;
         int watched = 0;
@@ -1415,6 +1470,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         if (a->rings == 0 && a->replay_refs == 0 && !watched && now - a->active_mono > window) {
             *pp = a->next;
             h->evicted++;
+            history_forget(h->hist, a->id);
             agent_free(a);
         } else {
             pp = &a->next;
@@ -1433,6 +1489,7 @@ hub *hub_new(struct ev_loop *loop, const config *cfg)
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(h->epoch, sizeof h->epoch, rnd, sizeof rnd);
     buf_init(&h->scratch);
+    h->hist = history_new(cfg);
     ev_timer_init(&h->progress_timer, progress_timer_cb, 0.1, 0.);
     ev_timer_init(&h->sweep_timer, sweep_cb, 30., 30.);
     ev_timer_start(loop, &h->sweep_timer);
@@ -1456,6 +1513,7 @@ void hub_free(hub *h)
         h->agents = a->next;
         agent_free(a);
     }
+    history_free(h->hist);
     buf_free(&h->scratch);
     free(h);
 }

@@ -617,6 +617,8 @@ static void finish_upgrade(conn *c)
             conn_close_ws(c, 4004, CLOSE_UNKNOWN_TASK, "unknown task");
         else if (r == -2)
             conn_close_ws(c, 4003, CLOSE_FORBIDDEN, "you may not see this task's project");
+        else if (r == -3)
+            conn_close_ws(c, 4010, CLOSE_OUTPUT_EXPIRED, "task ended; its output is no longer kept");
     }
     free(c->up);
     c->up = NULL;
