@@ -431,6 +431,11 @@ function showAlert(title, text, action) {
   $('alert').hidden = false;
   $('alert').dataset.kind = action?.kind || title;
   $('alert').dataset.error = action?.error || '';
+  if (action?.kind === 'terminal') halted();
+}
+/** A permanent error: nothing will arrive until the user acts, so the page says so. */
+function halted() {
+  if (!model.haveSnapshot) $('empty').textContent = 'Not connected — see the message above.';
 }
 function clearAlert() { $('alert').hidden = true; $('alert').dataset.kind = ''; $('alert').dataset.error = ''; }
 function signInHref() { const u = new URL(location.href); u.searchParams.delete('token'); return u.toString(); }
@@ -774,7 +779,8 @@ client.on('forbidden', () => {
 });
 client.on('bad_request', (e) => {
   // Permanent: the same address would be refused again, so it is not retried.
-  showAlert('Bad filter — not retried.', `${e.message || e.error || 'The server refused the request.'} Fix agent_ids / project_ids in the address, or remove them.`,
+  const msg = String(e.message || e.error || 'The server refused the request').replace(/[.!]?$/, '.');
+  showAlert('Bad filter — not retried.', `${msg} Fix agent_ids / project_ids in the address, or remove them.`,
     { label: 'Remove the filter', href: withoutServerFilters(), kind: 'terminal', error: e.error || 'bad_request' });
 });
 client.on('handshake_error', (e) => {
