@@ -8,6 +8,7 @@
 
 #include "cluster.h"
 #include "history.h"
+#include "history_redis.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
@@ -437,6 +438,13 @@ static void record_history(hub *h, agent *a, task *t, history_tail_state tail)
     snprintf(r.task_id, sizeof r.task_id, "%s", t->id);
     snprintf(r.title, sizeof r.title, "%s", t->title);
     history_record(h->hist, a->id, &r, t->sb, t->sb_cap, t->sb_start, t->sb_end);
+    if (h->cl != NULL && tail == HISTORY_TAIL_HELD && a->local) {
+        /* Redis mode: any instance can serve this task's output (C3). */
+        const history_task *kept = history_find(h->hist, a->id, t->id);
+        if (kept != NULL)
+            history_redis_store(h->cl, a->id, kept, (size_t)h->cfg->history_tail,
+                                h->cfg->history_window);
+    }
     if (t->subs == NULL && t->sb != NULL) {
         free(t->sb);
         t->sb = NULL;
@@ -944,6 +952,10 @@ static int terminal_from_history(hub *h, conn *c, const char *task_id, const cha
         return -2;
     if (best == NULL)
         return -3;
+    if (best->tail_state == HISTORY_TAIL_REMOTE && h->cl != NULL) {
+        history_redis_serve(h->cl, c, owner->id, owner->project, best);
+        return 0;
+    }
     return history_serve(c, owner->id, owner->project, best) == 0 ? 0 : -3;
 }
 
@@ -991,6 +1003,7 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
 
 void hub_unsubscribe(hub *h, conn *c)
 {
+    history_redis_cancel(c);
     if (c->replaying && h->cl != NULL) {
         cluster_replay_cancel(h->cl, c);
         c->replaying = 0;
@@ -1437,6 +1450,8 @@ void hub_render_metrics(buf *b, void *ud)
                (unsigned long long)hub_seq(h));
     (void)tasks;
     history_render_metrics(b, h->hist);
+    if (h->cl != NULL)
+        history_redis_render_metrics(b);
 }
 
 static void agent_free(agent *a)
