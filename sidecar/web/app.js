@@ -253,9 +253,9 @@ function renderAgent(a) {
     list.insertBefore(c.root, after || null);
     cards.set(a.agent_id, c);
   }
-  const word = a.status ? String(a.status) : 'unknown';
-  c.root.dataset.status = word;
-  c.pill.className = `pill pill--${word}`;
+  const word = a.status ? String(a.status) : 'no status';
+  c.root.dataset.status = a.status ? word : 'unknown';
+  c.pill.className = `pill pill--${a.status ? word : 'unknown'}`;
   c.pill.textContent = word;
   c.pill.setAttribute('aria-label', `status ${word}`);
   c.alive.hidden = a.alive !== false;

@@ -3,7 +3,7 @@
 // reload after a failure keeps the failed task and its output; deep links open a terminal in view;
 // the filter box is kept in the URL across a reload; a bad server filter is reported once and not
 // retried; 500 tasks through three agents keep the page bounded with the running task on top; the
-// ANSI fallback renders colours. Screenshots of each state go to $RINGSIDE_E2E_SCREENSHOTS.
+// ANSI fallback renders colours; in Redis mode the other instance serves it all. Screenshots of each state go to $RINGSIDE_E2E_SCREENSHOTS.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -213,4 +213,45 @@ test('500 tasks through three agents: the page stays bounded and the running tas
   assert.ok(await inView(page, '[data-agent="busy-1"] .task[data-task="current"]'), 'the running task is in view');
   await shot(page, '07-500-tasks');
   await page.context().close();
+});
+
+test('Redis mode, two instances: after a reload on the other instance the failed task and its output are there', async () => {
+  const { spawn } = await import('node:child_process');
+  const { freePort } = await import('./backends.mjs');
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(process.env.TMPDIR || '/tmp', 'rs-e2e-redis-'));
+  const redis = spawn('/usr/bin/redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+    '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  const url = `redis://127.0.0.1:${port}`;
+  const a = new RealBackend(bins, { extraArgs: ['--no-auth', '--conn-rate', '0', '--redis', url, '--instance-id', 'A'] });
+  const b = new RealBackend(bins, { extraArgs: ['--no-auth', '--conn-rate', '0', '--redis', url, '--instance-id', 'B'] });
+  try {
+    // /readyz is 200 only once the instance is caught up with Redis (start() waits for it).
+    await a.start();
+    await b.start();
+    const page = await newPage();
+    await page.goto(`${b.httpUrl}/`);
+    await page.waitForSelector('#conn[data-state="connected"]', { timeout: 10000 });
+    await a.pubAs('remote-agent', 'cluster', ['task-start', 'migrate', 'migrate the database']);
+    await a.pubAs('remote-agent', 'cluster', ['term', 'migrate'], '\x1b[33mwarning\x1b[0m: table locked\r\n\x1b[31mERROR: migration 42 failed\x1b[0m\r\n');
+    await a.pubAs('remote-agent', 'cluster', ['task-end', 'migrate', 'failed', '42']);
+    await page.waitForSelector('[data-agent="remote-agent"] .failure:not([hidden])', { timeout: 10000 });
+    await page.reload();
+    await page.waitForSelector('#conn[data-state="connected"]', { timeout: 10000 });
+    const failure = page.locator('[data-agent="remote-agent"] .failure');
+    await failure.waitFor({ timeout: 10000 });
+    assert.match(await failure.innerText(), /migrate the database \(exit 42\)/);
+    await failure.locator('button', { hasText: 'Show output' }).click();
+    await page.waitForFunction(() => document.querySelector('.term[data-task="migrate"]')?.textContent.includes('migration 42 failed'), null, { timeout: 10000 });
+    await page.waitForSelector('.term[data-task="migrate"][data-state="ended"]', { timeout: 10000 });
+    assert.ok(await inView(page, '.term[data-task="migrate"]'));
+    await shot(page, '08-redis-other-instance');
+    assert.equal(await metric(b, 'ringside_history_redis_total{op="fetch",result="ok"}'), 1, 'served by B from Redis');
+    await page.context().close();
+  } finally {
+    await a.stop(); a.cleanup();
+    await b.stop(); b.cleanup();
+    redis.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
