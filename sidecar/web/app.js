@@ -125,6 +125,8 @@ function applySnapshot(snap) {
   model.epoch = snap.epoch;
   $('footer-epoch').textContent = snap.epoch ? `epoch ${snap.epoch} · seq ${snap.seq ?? '—'}` : '';
   renderAll();
+  // For the benchmark (docs/benchmarks.md): when the first snapshot was on the page.
+  if (model.firstRenderMs === undefined) model.firstRenderMs = performance.now();
 }
 
 /** Agents with nothing running, not updated for FORGET_MS, leave the page (the server forgets them too). */
@@ -245,6 +247,8 @@ function renderAgent(a) {
     c.histList = el('ol', { class: 'history__list' });
     c.histSummary = el('summary', { class: 'history__summary' });
     c.hist = el('details', { class: 'history', hidden: true }, c.histSummary, c.histList);
+    // The rows are built only while the list is open: a page of collapsed agents stays light.
+    c.hist.addEventListener('toggle', () => { c.historyRev = -1; renderHistory(a, c); c.historyRev = a.historyRev; });
     c.root = el('article', { class: 'agent', role: 'listitem', 'data-agent': a.agent_id, 'aria-label': `Agent ${a.agent_id}` },
       el('div', { class: 'agent__head' }, el('h4', { class: 'agent__name', text: a.agent_id }), c.pill, c.alive, c.stale),
       c.detail, c.list, c.more, c.failure, c.hist, c.meta);
@@ -286,7 +290,7 @@ function renderHistory(a, c) {
   c.hist.hidden = hist.length === 0;
   const failed = hist.filter((h) => h.state === 'failed').length;
   c.histSummary.textContent = `History · ${hist.length} ended${failed ? ` · ${failed} failed` : ''}`;
-  c.histList.replaceChildren(...hist.map((h) => el('li', { class: 'hist', 'data-task': h.task_id, 'data-state': h.state },
+  c.histList.replaceChildren(...(c.hist.open ? hist : []).map((h) => el('li', { class: 'hist', 'data-task': h.task_id, 'data-state': h.state },
     el('span', { class: `pill pill--${h.state}`, text: h.state }),
     el('span', { class: 'hist__title', text: h.title || h.task_id, title: h.task_id }),
     el('span', { class: 'hist__meta', text: [h.exit_code !== undefined && h.exit_code !== null ? `exit ${h.exit_code}` : '',

@@ -82,6 +82,10 @@ test('reload after a failure: the failed task and its output are one click away'
   // History is collapsed, with outcome and duration.
   assert.equal(await page.locator('[data-agent="builder"] details.history').getAttribute('open'), null);
   assert.match(await page.locator('[data-agent="builder"] .history__summary').innerText(), /1 ended · 1 failed/);
+  assert.equal(await page.locator('[data-agent="builder"] .hist').count(), 0, 'rows are built only when opened');
+  await page.locator('[data-agent="builder"] .history__summary').click();
+  const row = page.locator('[data-agent="builder"] .hist[data-task="compile"]');
+  assert.match(await row.innerText(), /failed[\s\S]*compile the site[\s\S]*exit 3 · \d+(\.\d)?s/);
   assert.match(await page.locator('#activity').innerText(), /builder ended compile the site: failed \(exit 3\)/);
   await shot(page, '01-after-reload');
   await failure.locator('button', { hasText: 'Show output' }).click();
@@ -191,6 +195,7 @@ test('500 tasks through three agents: the page stays bounded and the running tas
   await page.waitForFunction((ags) => ags.every((a) => document.querySelector(`[data-agent="${a}"] .task[data-task="current"]`)),
     agents, { timeout: 60000 });
   await page.fill('#filter', 'project:load');
+  for (const ag of agents) await page.locator(`[data-agent="${ag}"] .history__summary`).click();
   const m = await page.evaluate((ags) => ({
     nodes: document.getElementsByTagName('*').length,
     height: document.documentElement.scrollHeight,
