@@ -263,13 +263,12 @@ int history_serve(conn *c, const char *agent_id, const char *project_id, const h
     return 0;
 }
 
-void history_expire(history *hs)
+void history_expire(history *hs, uint64_t now)
 {
-    uint64_t now = util_mono_ns();
     /* The LRU order is not the end order (a view moves a tail up), so look at every tail. */
     for (history_task *t = hs->lru_tail, *prev; t != NULL; t = prev) {
         prev = t->lru_prev;
-        if (now - t->ended_mono > hs->window_ns)
+        if (now > t->ended_mono && now - t->ended_mono > hs->window_ns)
             drop_tail(hs, t, EVICT_WINDOW);
     }
 }

@@ -70,8 +70,9 @@ void history_render(const history *hs, buf *b, const char *agent_id);
  * Returns 0, or -1 if the tail is not held here (the caller closes as expired or asks Redis). */
 int history_serve(conn *c, const char *agent_id, const char *project_id, const history_task *t);
 
-/* Drops tails older than the window.  Call periodically. */
-void history_expire(history *hs);
+/* Drops tails of tasks that ended more than --history-window before now_mono (util_mono_ns()).
+ * Call periodically (the hub does every 30 s). */
+void history_expire(history *hs, uint64_t now_mono);
 /* Drops every record of agent_id (the agent left the snapshot). */
 void history_forget(history *hs, const char *agent_id);
 

@@ -1476,7 +1476,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
                                                                    : h->cfg->replay_window;
     uint64_t window = (uint64_t)win_s * 1000000000ull;
     replay_expire(h, now, (size_t)h->cfg->replay_max);
-    history_expire(h->hist);
+    history_expire(h->hist, now);
     for (agent **pp = &h->agents; *pp != NULL;) {
         agent *a = *pp;
         int watched = 0;
