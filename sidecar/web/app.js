@@ -129,16 +129,18 @@ function applySnapshot(snap) {
   if (model.firstRenderMs === undefined) model.firstRenderMs = performance.now();
 }
 
-/** Agents with nothing running, not updated for FORGET_MS, leave the page (the server forgets them too). */
+/** Agents that are done (dead, or ended with completed/failed/cancelled, or never said) with nothing
+ * running and no update for FORGET_MS leave the page (the server forgets them after its window). */
 function forgetIdleAgents() {
   const now = Date.now();
   let changed = false;
   for (const [id, a] of model.agents) {
-    if (a.tasks.size === 0 && now - a.seenAt > FORGET_MS) { removeAgentCard(a); model.agents.delete(id); changed = true; }
+    const done = a.alive === false || !a.status || ENDED.has(a.status);
+    if (done && a.tasks.size === 0 && now - a.seenAt > FORGET_MS) { removeAgentCard(a); model.agents.delete(id); changed = true; }
   }
   if (changed) renderAll();
 }
-setInterval(forgetIdleAgents, 60000);
+setInterval(forgetIdleAgents, Math.min(60000, FORGET_MS / 2));
 
 // ---- filter -------------------------------------------------------------------------------------
 // The filter box: words separated by spaces, all of which must match. `agent:`, `project:`,

@@ -185,8 +185,12 @@ test('500 tasks through three agents: the page stays bounded and the running tas
   await page.waitForSelector('#conn[data-state="connected"]', { timeout: 10000 });
   const agents = ['busy-1', 'busy-2', 'busy-3'];
   const perAgent = [167, 167, 166];
+  const cdp = await page.context().newCDPSession(page);
+  const heap = async () => { await cdp.send('HeapProfiler.collectGarbage'); return (await cdp.send('Runtime.getHeapUsage')).usedSize; };
+  let heapHalf = null;
   await Promise.all(agents.map(async (ag, k) => {
     for (let i = 0; i < perAgent[k]; i++) {
+      if (k === 0 && i === 83) heapHalf = await heap();
       await backend.pubAs(ag, 'load', ['task-start', `job-${i}`, `job ${i} of ${ag}`]);
       await backend.pubAs(ag, 'load', ['task-end', `job-${i}`, i % 7 === 0 ? 'failed' : 'completed', i % 7 === 0 ? '1' : '0']);
     }
@@ -209,7 +213,9 @@ test('500 tasks through three agents: the page stays bounded and the running tas
       return run.compareDocumentPosition(hist) & Node.DOCUMENT_POSITION_FOLLOWING;
     }),
   }), agents);
-  console.log(`# after 500 tasks: ${m.nodes} elements, page ${m.height} px, history rows ${m.history}, activity ${m.activity}`);
+  const heapEnd = await heap();
+  console.log(`# after 500 tasks: ${m.nodes} elements, page ${m.height} px, history rows ${m.history}, activity ${m.activity}, JS heap ${heapHalf} → ${heapEnd} bytes`);
+  assert.ok(heapEnd - heapHalf < 1024 * 1024, `JS heap grew ${heapEnd - heapHalf} bytes over the second half`);
   assert.deepEqual(m.history, [20, 20, 20], 'history per agent bounded');
   assert.ok(m.nodes < 1500, `DOM not bounded: ${m.nodes} elements`);
   assert.ok(m.height < 2000, `page grew to ${m.height} px`);
@@ -259,4 +265,14 @@ test('Redis mode, two instances: after a reload on the other instance the failed
     redis.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('an agent with nothing running and no update for forget_s leaves the page', async () => {
+  await backend.pubAs('short-lived', 'misc', ['status', 'completed', 'done for today']);
+  const page = await newPage();
+  await page.goto(`${backend.httpUrl}/?forget_s=2`);
+  await page.waitForSelector('[data-agent="short-lived"]', { timeout: 10000 });
+  await page.waitForSelector('[data-agent="short-lived"]', { state: 'detached', timeout: 10000 });
+  assert.equal(await page.locator('[data-agent="deployer"]').count(), 1, 'an agent with a running task stays');
+  await page.context().close();
 });
