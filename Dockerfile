@@ -15,10 +15,14 @@ RUN apt-get update \
       build-essential cmake pkg-config \
       libev-dev libwslay-dev libhiredis-dev libsodium-dev libjwt-dev libjansson-dev \
       libmsgpack-dev zlib1g-dev libssl-dev \
+      npm ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# npm fetches the pinned xterm.js bundle (sidecar/web/package-lock.json) at configure time; the
+# check below fails the image build rather than shipping a dashboard without it.
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGSIDE_TESTS=OFF \
+ && grep -q '^/vendor/xterm.js|' build/sidecar/web/assets.manifest \
  && cmake --build build -j"$(nproc)" \
  && mkdir -p /out/bin /out/lib \
  && cp build/bin/ringside build/bin/ringside-pub build/bin/ringside-run /out/bin/ \

@@ -15,8 +15,15 @@ if [ -z "${DEMO_NO_BUILD:-}" ]; then
     bash scripts/install-deps.sh build
     echo "demo: building..."
     cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGSIDE_TESTS=OFF >"$log" 2>&1 &&
-        cmake --build "$build" -j2 --target ringside_daemon ringside-pub ringside-example-agent \
+        cmake --build "$build" -j2 --target ringside_daemon ringside-pub ringside-run ringside-example-agent \
             >>"$log" 2>&1 || { tail -n 50 "$log"; exit 1; }
+fi
+
+# Another demo (or anything else) on the port would pass the health check below and show its data.
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "demo: port $port on 127.0.0.1 is already in use (another demo or server?);" \
+        "stop it or choose another port: DEMO_PORT=8766 $0" >&2
+    exit 1
 fi
 
 shm=$(mktemp -d /dev/shm/ringside-demo.XXXXXX)
@@ -31,13 +38,17 @@ trap cleanup EXIT INT TERM
 "$build"/bin/ringside --no-auth --dashboard --listen "127.0.0.1:$port" --shm-dir "$shm" \
     --log-level warn 2>"$log.sidecar" &
 pids+=($!)
+ready=
 for _ in $(seq 100); do
-    if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then break; fi
     if ! kill -0 "${pids[0]}" 2>/dev/null; then
         echo "demo: the sidecar did not start:" >&2; cat "$log.sidecar" >&2; exit 1
     fi
+    if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then ready=1; break; fi
     sleep 0.1
 done
+if [ -z "$ready" ]; then
+    echo "demo: the sidecar did not answer /healthz within 10 s:" >&2; cat "$log.sidecar" >&2; exit 1
+fi
 
 for i in $(seq "$agents"); do
     if [ -x "$build"/bin/ringside-example-agent ]; then
@@ -62,6 +73,9 @@ cat <<MSG
     Events:      ws://127.0.0.1:$port/ws/events
     Terminal:    ws://127.0.0.1:$port/ws/terminal/{task_id}
     Metrics:     http://127.0.0.1:$port/metrics
+  Publish your own event (it appears on the dashboard and below):
+    $build/bin/ringside-pub --shm-dir $shm --agent me --project demo status working "hello"
+    $build/bin/ringside-run --shm-dir $shm --agent me --project demo --task t1 -- ls --color=always /
   Live events from $agents example agents follow (Ctrl-C stops the demo):
 
 MSG

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages Ringside needs to build, test and run the demo.
 # Idempotent and quiet when everything is present.  Usage: scripts/install-deps.sh [build|test]
-#   build  compilers and libraries (enough for `make demo`)
+#   build  compilers, libraries and npm (for the xterm.js bundle; enough for the demo)
 #   test   build + redis, chromium, node tooling, fuzz/sanitizer toolchain (for `make check`)
 set -eu
 
@@ -27,8 +27,9 @@ for p in $pkgs; do
     fi
 done
 
-# nodesource's nodejs bundles npm and conflicts with Debian's npm package.
-if [ "$want" = test ] && ! command -v npm >/dev/null 2>&1; then
+# npm fetches the xterm.js bundle at configure time (sidecar/web), so the build profile needs it
+# too. nodesource's nodejs bundles npm and conflicts with Debian's npm package.
+if ! command -v npm >/dev/null 2>&1; then
     missing="$missing npm"
 fi
 

@@ -1419,6 +1419,11 @@ int cluster_available(const cluster *cl)
     return cl != NULL && cl->available;
 }
 
+struct redis_conn *cluster_command_conn(cluster *cl)
+{
+    return cl != NULL && cl->available ? cl->cmd : NULL;
+}
+
 int cluster_ready(const cluster *cl)
 {
     return cl != NULL && cl->available && cl->caught_up && !cl->catching_up;

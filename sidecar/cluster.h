@@ -147,6 +147,10 @@ void cluster_admit_cancel(cluster *cl, void *ud);
 /* Drops the user lease of conn_id (cluster_conn_close does it too). */
 void cluster_release_user(cluster *cl, const char *user_fp, const char *conn_id);
 
+/* The command connection when the cluster is available (borrowed, lives as long as cl), for
+ * modules that keep their own keys (history_redis.c); NULL while unavailable. */
+struct redis_conn *cluster_command_conn(cluster *cl);
+
 /* Appends cluster metrics (circuit state, commands, failures, pub/sub lag, replay reads). */
 void cluster_render_metrics(buf *b, void *cl);
 

@@ -67,7 +67,15 @@
     X(scrollback, "scrollback", INT, "65536", 0, 16777216,                                         \
       "bytes of terminal output kept per task for late joiners")                                   \
     X(progress_interval, "progress-interval", INT, "100", 1, 10000,                                \
-      "milliseconds over which progress updates of one task are coalesced")
+      "milliseconds over which progress updates of one task are coalesced")                        \
+    X(history_tasks, "history-tasks", INT, "20", 0, 1000,                                          \
+      "ended tasks per agent kept in the snapshot (0: none)")                                      \
+    X(history_tail, "history-tail", INT, "65536", 0, 1048576,                                      \
+      "bytes of an ended task's output kept for viewers (its tail)")                               \
+    X(history_bytes, "history-bytes", INT, "33554432", 0, 1073741824,                              \
+      "bytes of ended tasks' output kept in all (least recently used dropped first)")              \
+    X(history_window, "history-window", INT, "3600", 1, 604800,                                    \
+      "seconds an ended task's output stays viewable; agents gone this long leave the snapshot")
 
 typedef struct config {
 #define CONFIG_FIELD_STR(field) const char *field;

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "history.h"
+#include "history_redis.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
@@ -105,6 +107,7 @@ struct hub {
     ev_timer sweep_timer;   /* evicts agents gone for longer than the replay window */
     ev_timer relay_timer;   /* renews terminal watch requests to the owning instance */
     ev_timer budget_timer;  /* publishes statuses that waited for --agent-status-rate */
+    history *hist;          /* ended tasks for the snapshot and late terminal viewers */
     buf scratch;
 };
 
@@ -650,6 +653,30 @@ static void send_progress(hub *h, task *t)
 
 static void terminal_end_for(hub *h, conn *c, task *t);
 
+/* Copies an ended task into the history (its output tail when this instance holds it); the
+ * scrollback is then freed unless someone is still reading it. */
+static void record_history(hub *h, agent *a, task *t, history_tail_state tail)
+{
+    history_task r = {.outcome = status_name(t->outcome), .exit_code = t->exit_code,
+                      .started_ns = t->started_ns, .ended_ns = t->ended_ns,
+                      .output_bytes = t->sb_end, .lost_bytes = t->term_lost, .tail_state = tail};
+    snprintf(r.task_id, sizeof r.task_id, "%s", t->id);
+    snprintf(r.title, sizeof r.title, "%s", t->title);
+    history_record(h->hist, a->project, a->id, &r, t->sb, t->sb_cap, t->sb_start, t->sb_end);
+    if (h->cl != NULL && tail == HISTORY_TAIL_HELD && a->local) {
+        /* Redis mode: any instance can serve this task's output (C3). */
+        const history_task *kept = history_find(h->hist, a->project, a->id, t->id);
+        if (kept != NULL)
+            history_redis_store(h->cl, a->project, a->id, kept, (size_t)h->cfg->history_tail,
+                                h->cfg->history_window);
+    }
+    if (t->subs == NULL && t->sb != NULL) {
+        free(t->sb);
+        t->sb = NULL;
+        t->sb_start = t->sb_end;
+    }
+}
+
 static void end_task(hub *h, agent *a, task *t, uint8_t outcome, int32_t exit_code, uint64_t ts_ns)
 {
     if (t->ended)
@@ -666,6 +693,7 @@ static void end_task(hub *h, agent *a, task *t, uint8_t outcome, int32_t exit_co
     json_kstr(b, "outcome", status_name(outcome));
     json_ki64(b, "exit_code", exit_code);
     publish(h, a, FILTER_EV_TASK_ENDED, MSG_TASK, 1, ts_ns, 0);
+    record_history(h, a, t, HISTORY_TAIL_HELD);
     for (conn *c = t->subs, *next; c != NULL; c = next) {
         next = c->sub_next;
         if (!c->term_behind && !c->paused)
@@ -1072,7 +1100,9 @@ static void snapshot(hub *h, conn *c, buf *b)
             progress_fields(b, t);
             buf_puts(b, "}");
         }
-        buf_puts(b, "]}");
+        buf_puts(b, "]");
+        history_render(h->hist, b, a->project, a->id);
+        buf_puts(b, "}");
     }
     buf_puts(b, "]}");
 }
@@ -1130,6 +1160,34 @@ void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, cons
     }
 }
 
+/* The terminal of an ended task (live: the newest visible task of that id, ended, or NULL)
+ * comes from the history, searched like the live tasks: only among the agents c may see.
+ * Returns 0 served, -1 unknown (or not visible: one answer), -3 its output is no longer kept. */
+static int terminal_from_history(hub *h, conn *c, const char *task_id, const char *agent_id,
+                                 const char *project_id, const task *live)
+{
+    history_task *best = NULL;
+    const agent *owner = NULL;
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        if ((agent_id[0] != '\0' && strcmp(a->id, agent_id) != 0) ||
+            (project_id[0] != '\0' && strcmp(a->project, project_id) != 0) ||
+            !conn_may_see(c, a->project, a->id))
+            continue;
+        history_task *r = history_find(h->hist, a->project, a->id, task_id);
+        if (r != NULL && (best == NULL || r->ended_ns > best->ended_ns)) {
+            best = r;
+            owner = a;
+        }
+    }
+    if (best == NULL)
+        return live == NULL ? -1 : -3; /* ended, and its record already left the history */
+    if (best->tail_state == HISTORY_TAIL_REMOTE && h->cl != NULL) {
+        history_redis_serve(h->cl, c, owner->id, owner->project, best);
+        return 0;
+    }
+    return history_serve(c, owner->id, owner->project, best) == 0 ? 0 : -3;
+}
+
 int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id,
                            const char *project_id)
 {
@@ -1145,8 +1203,8 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
         if (t != NULL && (found == NULL || t->started_ns > found->started_ns))
             found = t;
     }
-    if (found == NULL)
-        return -1;
+    if (found == NULL || found->ended)
+        return terminal_from_history(h, c, task_id, agent_id, project_id, found);
     task *t = found;
     c->sub_owner = t;
     c->sub_prev = NULL;
@@ -1177,6 +1235,7 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
 
 void hub_unsubscribe(hub *h, conn *c)
 {
+    history_redis_cancel(c);
     if (c->replaying && h->cl != NULL)
         cluster_replay_cancel(h->cl, c);
     c->replaying = 0;
@@ -1344,6 +1403,7 @@ static void apply_remote(hub *h, agent *a, const char *type, json_t *o, uint64_t
         t->ended_ns = ts_ns;
         t->outcome = st >= 0 ? (uint8_t)st : 3;
         t->exit_code = (int32_t)json_integer_value(json_object_get(o, "exit_code"));
+        record_history(h, a, t, a->local ? HISTORY_TAIL_HELD : HISTORY_TAIL_REMOTE);
         for (conn *c = t->subs, *next; c != NULL; c = next) {
             next = c->sub_next;
             if (!c->term_behind && !c->paused)
@@ -1698,6 +1758,9 @@ void hub_render_metrics(buf *b, void *ud)
                   "# TYPE ringside_sequence gauge\nringside_sequence %llu\n",
                (unsigned long long)hub_seq(h));
     (void)tasks;
+    history_render_metrics(b, h->hist);
+    if (h->cl != NULL)
+        history_redis_render_metrics(b);
 }
 
 static void agent_free(agent *a)
@@ -1718,8 +1781,11 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     hub *h = container_of(w, hub, sweep_timer);
     uint64_t now = util_mono_ns();
-    uint64_t window = (uint64_t)h->cfg->replay_window * 1000000000ull;
+    long win_s = h->cfg->history_window > h->cfg->replay_window ? h->cfg->history_window
+                                                                   : h->cfg->replay_window;
+    uint64_t window = (uint64_t)win_s * 1000000000ull;
     replay_expire(h, now, (size_t)h->cfg->replay_max);
+    history_expire(h->hist, now);
     for (agent **pp = &h->agents; *pp != NULL;) {
         agent *a = *pp;
         int watched = 0;
@@ -1731,6 +1797,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
             /* ws:agents:{state} forgets it too once its owner stopped refreshing it: ids of
              * long-gone agents are not kept around */
             cluster_trim_agent(h->cl, a->project, a->id, window / 1000000ull);
+            history_forget(h->hist, a->project, a->id);
             agent_free(a);
         } else {
             if (a->rings > 0)
@@ -1751,6 +1818,7 @@ hub *hub_new(struct ev_loop *loop, const config *cfg)
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(h->epoch, sizeof h->epoch, rnd, sizeof rnd);
     buf_init(&h->scratch);
+    h->hist = history_new(cfg);
     ev_timer_init(&h->progress_timer, progress_timer_cb, 0.1, 0.);
     /* at most half the window: an owner refreshes its live agents' ws:agents entries each sweep,
      * so a live entry is never older than the window that trims it */
@@ -1779,6 +1847,7 @@ void hub_free(hub *h)
         h->agents = a->next;
         agent_free(a);
     }
+    history_free(h->hist);
     buf_free(&h->scratch);
     free(h);
 }

@@ -613,7 +613,10 @@ static void finish_upgrade(conn *c)
     } else {
         snprintf(c->task_id, sizeof c->task_id, "%s", up->task);
         /* Unknown and forbidden are one answer: no existence oracle across projects (D2). */
-        if (hub_subscribe_terminal(srv->hub, c, up->task, up->agent, up->project) != 0)
+        int r = hub_subscribe_terminal(srv->hub, c, up->task, up->agent, up->project);
+        if (r == -3)
+            conn_close_ws(c, 4010, CLOSE_OUTPUT_EXPIRED, "task ended; its output is no longer kept");
+        else if (r != 0)
             conn_close_ws(c, 4004, CLOSE_UNKNOWN_TASK, "unknown task");
     }
     free(c->up);

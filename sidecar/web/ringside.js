@@ -34,7 +34,7 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 10000;
 /** Close codes with a meaning for the client (docs/protocol.md). */
 export const CLOSE = Object.freeze({
   NORMAL: 1000, GOING_AWAY: 1001, POLICY: 1008,
-  TOKEN_EXPIRED: 4001, FORBIDDEN: 4003, UNKNOWN_TASK: 4004, TOO_SLOW: 4008,
+  TOKEN_EXPIRED: 4001, FORBIDDEN: 4003, UNKNOWN_TASK: 4004, TOO_SLOW: 4008, OUTPUT_EXPIRED: 4010,
 });
 
 const PERSISTED_TYPES = new Set(['agent_status', 'task_started', 'task_ended']);
@@ -433,7 +433,7 @@ class ReconnectingSocket extends Emitter {
       });
       // 426 means the server is up and only refused because this was not an upgrade: it tells us
       // the WebSocket handshake itself was refused (auth, origin, limits) rather than unreachable.
-      if (resp && [401, 403, 426, 429, 503].includes(resp.status)) {
+      if (resp && [400, 401, 403, 426, 429, 503].includes(resp.status)) {
         let body = {};
         try { body = await resp.json(); } catch (_) { /* not JSON */ }
         const ra = resp.headers && resp.headers.get ? resp.headers.get('retry-after') : null;
@@ -448,6 +448,14 @@ class ReconnectingSocket extends Emitter {
     if (gen !== this._gen || this._stopped || this._halted) return;
     if (!info) { this._scheduleRetry('connect_failed', code); return; }
     this.emit('handshake_error', info);
+    if (info.status === 400) {
+      // A bad filter or parameter: the same request would be refused again, so never retried.
+      this.emit('bad_request', info);
+      this._halted = true;
+      this.nextRetryAt = null;
+      this._setState(STATES.DISCONNECTED, { reason: 'bad_request', code: 400, status: 400 });
+      return;
+    }
     if (info.status === 403) {
       this.emit('forbidden', { code: 403, reason: info.message || info.error || '' });
       this._halted = true;
@@ -678,7 +686,10 @@ export class RingsideClient extends ReconnectingSocket {
  * Client for /ws/terminal/{task_id}: header, binary terminal bytes, gaps, end of task; pause/resume.
  * Events: 'header' (a new stream starts: clear the view, scrollback follows), 'data' (Uint8Array),
  * 'gap', 'task_ended', 'error', 'state', 'paused' (boolean).
- * Reconnects like RingsideClient until the task ends (close 1000) or is unknown (4004).
+ * 'expired' (the task ended and its output is no longer kept: close 4010).
+ * Reconnects like RingsideClient until the task ends (close 1000), is unknown (4004) or its
+ * output expired (4010). An ended task's terminal is served from the history: the header has
+ * ended = true and output_bytes (all the task wrote), the kept tail follows, then task_ended.
  */
 export class RingsideTerminal extends ReconnectingSocket {
   constructor(opts = {}) {
@@ -729,6 +740,10 @@ export class RingsideTerminal extends ReconnectingSocket {
   _closeDecision(code, reason, wasOpen) {
     if (code === CLOSE.NORMAL && (this.ended || wasOpen)) return { reason: 'ended', halt: true };
     if (code === CLOSE.UNKNOWN_TASK) return { reason: 'unknown_task', halt: true };
+    if (code === CLOSE.OUTPUT_EXPIRED) {
+      this.emit('expired', { code, reason });
+      return { reason: 'expired', halt: true };
+    }
     return super._closeDecision(code, reason, wasOpen);
   }
 }

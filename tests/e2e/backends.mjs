@@ -76,9 +76,12 @@ export class RealBackend {
     await this.kill();
   }
 
-  pub(args, input) {
+  pub(args, input) { return this.pubAs('a1', 'p1', args, input); }
+
+  /** ringside-pub as agent (in project): resolves with its stdout. */
+  pubAs(agent, project, args, input) {
     return new Promise((resolve, reject) => {
-      const p = execFile(this.pubBin, ['--shm-dir', this.shmDir, '--agent', 'a1', '--project', 'p1', ...args],
+      const p = execFile(this.pubBin, ['--shm-dir', this.shmDir, '--agent', agent, '--project', project, ...args],
         { timeout: 10000 }, (err, stdout, stderr) => (err ? reject(new Error(`ringside-pub ${args.join(' ')}: ${err.message} ${stderr}`)) : resolve(stdout)));
       if (input !== undefined) p.stdin.end(input); else p.stdin.end();
     });

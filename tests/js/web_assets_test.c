@@ -51,6 +51,7 @@ static void test_every_source_file_is_embedded(void **state)
     check_same("/index.html", "index.html", "text/html");
     check_same("/ringside.js", "ringside.js", "text/javascript");
     check_same("/app.js", "app.js", "text/javascript");
+    check_same("/ansi.js", "ansi.js", "text/javascript");
     check_same("/style.css", "style.css", "text/css");
 }
 

@@ -11,7 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import websockets  # noqa: E402
-from rstest import Sidecar, binpath, connect, recv_json, recv_until, run_async  # noqa: E402
+from rstest import Sidecar, binpath, case_failed, connect, recv_json, recv_until, run_async  # noqa: E402
 from test_auth import mint  # noqa: E402
 
 KEY = os.urandom(48).hex()
@@ -50,7 +50,7 @@ class TenancyCase(unittest.TestCase):
         self.sc = Sidecar(["--jwt-key", self.key] + list(self.extra), no_auth=False)
 
     def tearDown(self):
-        if any(e for _, e in getattr(self._outcome, "errors", []) if e):
+        if case_failed(self):
             print("---- sidecar log ----\n" + self.sc.raw_logs())
         self.sc.stop()
         self.tmp.cleanup()
@@ -111,6 +111,45 @@ class SameAgentIdTwoProjects(TenancyCase):
         run_async(go())
         # terminals: u1 gets its own T (not the newer p2 T), and T2 does not exist for u1
         run_async(self._terminal_checks(u1, u2))
+
+    def test_ended_tasks_history_and_output_stay_in_their_project(self):
+        """The same scenario after the tasks ended: the snapshot's history and the retained
+        output of ended tasks are per (project, agent) too."""
+        u1, u2 = self.tok("u1", "p1"), self.tok("u2", "p2")
+        for project, title, out in (("p1", "p1 build", b"p1 output\n"),
+                                    ("p2", "P2-SECRET-TITLE", b"P2-SECRET-BYTES\n")):
+            self.sc.pub("task-start", "T", title, agent="a1", project=project)
+            self.sc.pub("term", "T", agent="a1", project=project, stdin=out)
+            self.sc.pub("task-end", "T", "failed", "1", agent="a1", project=project)
+        self.sc.pub("task-start", "T2", "P2-OTHER", agent="a1", project="p2")
+        self.sc.pub("task-end", "T2", "failed", "1", agent="a1", project="p2")
+
+        async def go():
+            deadline = time.monotonic() + 5
+            while True:  # until the sidecar has read all of it (u2 sees both ended tasks)
+                async with connect(self.sc, "/ws/events?token=" + u2) as ws:
+                    snap = await recv_json(ws)
+                hist = [t["task_id"] for a in snap["agents"] for t in a.get("history", [])]
+                if sorted(hist) == ["T", "T2"]:
+                    break
+                self.assertLess(time.monotonic(), deadline, snap)
+                await asyncio.sleep(0.05)
+            async with connect(self.sc, "/ws/events?token=" + u1) as ws:
+                snap = await recv_json(ws)
+            self.assertEqual([(a["project_id"], [t["title"] for t in a.get("history", [])])
+                              for a in snap["agents"]], [("p1", ["p1 build"])])
+            self.assertNotIn("P2-", str(snap))
+            got, code = await terminal_close(self.sc, "/ws/terminal/T?token=" + u1)
+            data = b"".join(m for m in got if isinstance(m, bytes))
+            self.assertIn(b"p1 output", data)
+            self.assertNotIn(b"P2-", data)
+            self.assertEqual(code, 1000)
+            for path in ("/ws/terminal/T2?token=" + u1, "/ws/terminal/T?project_id=p2&token=" + u1):
+                got, code = await terminal_close(self.sc, path)
+                self.assertEqual(code, 4004, path)
+            got, code = await terminal_close(self.sc, "/ws/terminal/T?token=" + u2)
+            self.assertIn(b"P2-SECRET-BYTES", b"".join(m for m in got if isinstance(m, bytes)))
+        run_async(go())
 
     async def _terminal_checks(self, u1, u2):
         async with connect(self.sc, "/ws/terminal/T?token=" + u1) as ws:

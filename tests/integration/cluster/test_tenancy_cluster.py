@@ -267,9 +267,9 @@ class UserLimitsAcrossInstances(Pods):
 
 
 class AgentsTrimmed(Pods):
-    """ws:agents:{state} forgets agents gone longer than (twice) the replay window; a live agent's
-    entry stays, refreshed by its owner."""
-    extra = ("--replay-window", "4")
+    """ws:agents:{state} forgets agents gone longer than the longer of the replay and history
+    windows (twice); a live agent's entry stays, refreshed by its owner."""
+    extra = ("--replay-window", "4", "--history-window", "4")
 
     def test_gone_agents_leave_ws_agents(self):
         from test_tenancy_property import Agent
