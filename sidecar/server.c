@@ -427,8 +427,9 @@ static void respond_error(conn *c, int status, const char *reason, reject_reason
     buf_puts(&b, "}\n");
     g_metrics.rejections[why]++;
     log_write(why == REJ_NOT_FOUND ? LOG_DEBUG : LOG_INFO, "request refused",
-              "\"conn\":%llu,\"ip\":\"%s\",\"status\":%d,\"reason\":\"%s\"",
-              (unsigned long long)c->id, c->ip, status, metrics_reject_reason_name(why));
+              "\"conn\":%llu,\"ip\":\"%s\",\"status\":%d,\"reason\":\"%s\",\"error\":\"%s\","
+              "\"detail\":\"%s\"",
+              (unsigned long long)c->id, c->ip, status, metrics_reject_reason_name(why), code, text);
     respond(c, status, reason, "application/json", extra, b.data, b.len);
     buf_free(&b);
 }
@@ -657,10 +658,38 @@ static void admit_done(void *ud, int retry_after_s, int reason)
     finish_upgrade(c);
 }
 
+/* Header fields whose value the handshake relies on: each may appear at most once (RFC 6455 11.3.1,
+ * 11.3.5; RFC 7230 3.2.2 — a repeated field could make two parts of the server, or a proxy and the
+ * server, act on different values). */
+static const char *const single_fields[] = {"Upgrade", "Connection", "Sec-WebSocket-Key",
+                                            "Sec-WebSocket-Version", "Origin", "Authorization"};
+
+/* RFC 6455 4.2.1 / 4.1: an HTTP/1.1 (or higher) request whose relied-on fields are not repeated.
+ * On failure answers 400 and returns -1. */
+static int handshake_well_formed(conn *c, const http_request *req)
+{
+    if (req->minor_version < 1) {
+        respond_error(c, 400, "Bad Request", REJ_BAD_REQUEST, "http_version",
+                      "a WebSocket handshake must be an HTTP/1.1 request", NULL);
+        return -1;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(single_fields); i++) {
+        if (http_count_header(req, single_fields[i]) > 1) {
+            char text[96];
+            snprintf(text, sizeof text, "header field %s appears more than once", single_fields[i]);
+            respond_error(c, 400, "Bad Request", REJ_BAD_REQUEST, "duplicate_header", text, NULL);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, const char *task_id)
 {
     server *srv = c->srv;
     char retry[64];
+    if (handshake_well_formed(c, req) != 0)
+        return;
     snprintf(retry, sizeof retry, "Retry-After: %d\r\n", RETRY_AFTER_S);
     if (srv->draining) {
         respond_error(c, 503, "Service Unavailable", REJ_DRAINING, "draining",
@@ -776,6 +805,19 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
     finish_upgrade(c);
 }
 
+/* 1 if v is a valid Host field value: uri-host [":" port] (RFC 7230 5.4, RFC 3986 3.2.2), empty
+ * allowed. */
+static int host_valid(const char *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("-._~%!$&'()*+,;=:[]", ch) != NULL) || ch == '\0')
+            return 0;
+    }
+    return 1;
+}
+
 static void route(conn *c, const http_request *req)
 {
     server *srv = c->srv;
@@ -786,6 +828,19 @@ static void route(conn *c, const http_request *req)
     }
     memcpy(path, req->path, req->path_len);
     path[req->path_len] = '\0';
+    /* RFC 7230 5.4: 400 for an HTTP/1.1 request without Host, and for any request with more
+     * than one Host or an invalid one. */
+    size_t n_host = http_count_header(req, "Host");
+    const http_header *host = http_find_header(req, "Host");
+    if (n_host > 1 || (n_host == 0 && req->minor_version >= 1) ||
+        (host != NULL && !host_valid(host->value, host->value_len))) {
+        respond_error(c, 400, "Bad Request", REJ_BAD_REQUEST, "bad_host",
+                      n_host > 1    ? "more than one Host header field"
+                      : n_host == 0 ? "an HTTP/1.1 request needs a Host header field"
+                                    : "invalid Host header field",
+                      NULL);
+        return;
+    }
     int is_get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
     int is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     c->is_head = is_head;

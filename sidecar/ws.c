@@ -877,6 +877,8 @@ static void sent_one(conn *c, msg *m)
  */
 static int write_data(conn *c)
 {
+    if (wslay_event_get_close_sent(c->ws))
+        return 0; /* RFC 6455 5.5.1: no data after our close frame */
     for (int batch = 0; batch < WRITE_BATCHES; batch++) {
         while (c->state == CONN_WS && c->ob_n < OUTBOX_MAX) {
             msg *m = next_message(c);
@@ -950,6 +952,36 @@ static int write_data(conn *c)
     return 0;
 }
 
+/* Once a close frame has gone out, nothing else may (RFC 6455 5.5.1): whoever queued it (wslay on a
+ * protocol error, us, or the peer's close being echoed), the connection is CLOSING from here on, so
+ * conn_send queues nothing more and write_data stops. */
+static void note_close_sent(conn *c)
+{
+    if (c->ws == NULL || !wslay_event_get_close_sent(c->ws))
+        return;
+    if (!c->why_set) {
+        /* wslay itself closed (1002 protocol error, 1007, 1009 message too big). */
+        uint16_t sent = wslay_event_get_status_code_sent(c->ws);
+        c->why_set = 1;
+        c->closed_by = "server";
+        c->close_code = sent;
+        c->why = sent == WSLAY_CODE_MESSAGE_TOO_BIG       ? CLOSE_TOO_BIG
+                 : sent == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ? CLOSE_BAD_UTF8
+                                                          : CLOSE_PROTOCOL;
+    }
+    if (c->state == CONN_WS) {
+        c->state = CONN_CLOSING;
+        c->close_after_flush = 0;
+        ev_timer_stop(c->srv->loop, &c->timer);
+        ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
+        ev_timer_start(c->srv->loop, &c->timer);
+    }
+    for (size_t i = 0; i < c->ob_n; i++) /* never half-written: frames alternate at boundaries */
+        msg_unref(c->ob[i]);
+    c->ob_n = c->ob_off = 0;
+    c->close_pending = 0;
+}
+
 void conn_pump(conn *c)
 {
     if (c->state == CONN_DEAD)
@@ -979,7 +1011,7 @@ void conn_pump(conn *c)
             if (!c->io_failed) {
                 /* wslay refused a frame (bad length, fragmented control frame, …) and gave up
                  * without a close frame: send 1002 ourselves, between frames. */
-                if (!c->send_blocked && c->ob_off == 0) {
+                if (!c->send_blocked && c->ob_off == 0 && !wslay_event_get_close_sent(c->ws)) {
                     static const uint8_t close1002[4] = {0x88, 0x02, 0x03, 0xea};
                     ssize_t n = send(c->fd, close1002, sizeof close1002, MSG_NOSIGNAL);
                     (void)n;
@@ -1005,6 +1037,7 @@ void conn_pump(conn *c)
             conn_abort(c, CLOSE_IO_ERROR, "write error");
             return;
         }
+        note_close_sent(c);
         if ((c->state == CONN_WS || c->ob_off > 0) &&
             (c->ob_off > 0 || !wslay_event_want_write(c->ws)) && write_data(c) < 0) {
             conn_abort(c, CLOSE_IO_ERROR, "write error");
@@ -1029,24 +1062,9 @@ void conn_pump(conn *c)
     }
     if (round == 16)
         conn_mark_dirty(c); /* budget used up with work left: go on in this loop iteration */
+    note_close_sent(c);
     int want_read = wslay_event_want_read(c->ws) && !c->send_blocked;
     int want_write = wslay_event_want_write(c->ws) || c->ob_n > 0 || c->close_pending;
-    if (!c->why_set && wslay_event_get_close_sent(c->ws)) {
-        /* wslay itself closed (1002 protocol error, 1007, 1009 message too big). */
-        uint16_t sent = wslay_event_get_status_code_sent(c->ws);
-        c->why_set = 1;
-        c->closed_by = "server";
-        c->close_code = sent;
-        c->why = sent == WSLAY_CODE_MESSAGE_TOO_BIG       ? CLOSE_TOO_BIG
-                 : sent == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ? CLOSE_BAD_UTF8
-                                                          : CLOSE_PROTOCOL;
-        if (c->state == CONN_WS) {
-            c->state = CONN_CLOSING;
-            ev_timer_stop(c->srv->loop, &c->timer);
-            ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
-            ev_timer_start(c->srv->loop, &c->timer);
-        }
-    }
     if (!wslay_event_want_read(c->ws) && !want_write && !c->close_pending) {
         /* Close handshake done. */
         if (c->close_code == 0)
