@@ -94,5 +94,58 @@ class ExpiryLeeway(unittest.TestCase):
         w.close()
 
 
+class DoorbellAndRingTruncation(unittest.TestCase):
+    """Issue 17 item 5: nothing another process of the pod does to the shared files kills an SDK
+    user.  `truncate -s 0` of the doorbell, then of the agent's own ring, under a running
+    `ringside-run`: the command runs to its end and its exit status is unchanged."""
+
+    def setUp(self):
+        self.sc = Sidecar()
+        self.dash = Dashboard(self.sc)
+
+    def tearDown(self):
+        self.dash.close()
+        self.sc.stop()
+        self.sc.assert_clean()
+
+    def test_doorbell_mode(self):
+        mode = os.stat(os.path.join(self.sc.shm_dir, "doorbell")).st_mode & 0o777
+        self.assertEqual(mode, 0o660, "the doorbell must not be writable by everyone")
+
+    def test_truncated_doorbell_and_ring_do_not_kill_the_agent(self):
+        env = dict(os.environ, RINGSIDE_SHM_DIR=self.sc.shm_dir)
+        script = "read x; echo after-$x; read y; echo done-$y; exit 7"
+        p = subprocess.Popen([binpath("ringside-run"), "--agent", "victim", "--project", "p1",
+                              "--task", "t1", "--", "sh", "-c", script],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env)
+        try:
+            attached = self.sc.wait_log(lambda l: l.get("msg") == "agent ring attached" and
+                                        l.get("agent") == "victim", timeout=10)
+            self.assertIsNotNone(attached)
+            ring = attached["path"]
+            os.truncate(os.path.join(self.sc.shm_dir, "doorbell"), 0)
+            p.stdin.write(b"1\n")
+            p.stdin.flush()
+            # The agent's output after the truncation reaches the sidecar (its doorbell store did
+            # not kill it): the task's terminal carries "after-1".
+            before = metric(self.sc, "ringside_rings_quarantined_total")
+            os.truncate(ring, 0)
+            out, err = p.communicate(b"2\n", timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 7, "exit status changed (killed?): %r %r" % (out, err))
+        self.assertIn(b"after-1", out)
+        self.assertIn(b"done-2", out)
+        # The sidecar drops the truncated ring with a reason, and keeps serving.
+        entry = self.sc.wait_log(lambda l: l.get("msg") == "ring quarantined" and
+                                 l.get("agent") == "victim", timeout=10)
+        self.assertIsNotNone(entry, "no 'ring quarantined' line for the truncated ring")
+        self.assertGreater(metric(self.sc, "ringside_rings_quarantined_total"), before)
+        self.dash.assert_receives(self)
+
+
 if __name__ == "__main__":
     main()
