@@ -48,6 +48,14 @@
     X(max_connections, "max-connections", INT, "20000", 1, 1000000,                                \
       "connections per instance (503 with Retry-After above)")                                     \
     X(user_conns, "user-conns", INT, "5", 0, 100000000, "concurrent connections per user (429 above; 0: unlimited)") \
+    X(anon_conn_rate, "anon-conn-rate", INT, "30", 0, 100000000,                                    \
+      "connection attempts per minute per client IP without a valid token (429 above; 0: unlimited)") \
+    X(trusted_proxies, "trusted-proxies", STR, NULL, 0, 0,                                         \
+      "CIDRs of reverse proxies whose Forwarded/X-Forwarded-For names the client (unset: none)")   \
+    X(http_conns_per_ip, "http-conns-per-ip", INT, "16", 1, 1000000,                               \
+      "connections per client IP still sending their HTTP request (trusted proxies exempt)")      \
+    X(max_http_conns, "max-http-conns", INT, "512", 1, 1000000,                                    \
+      "connections in total still sending their HTTP request (503 above)")                         \
     X(handshake_timeout, "handshake-timeout", INT, "10", 1, 300,                                   \
       "seconds a client may take to send its HTTP request")                                        \
     X(max_header, "max-header", INT, "8192", 1024, 65536, "largest HTTP request head in bytes (431 above)") \

@@ -52,7 +52,9 @@ typedef struct conn {
     conn_endpoint endpoint;
     uint64_t id;
     char cid[33]; /* random id (hex) for the registry and logs */
-    char ip[64];
+    char ip[64];   /* the client: the TCP peer, or from a trusted proxy's Forwarded header */
+    char peer[64]; /* the TCP peer */
+    int holds_http_slot; /* counted in --http-conns-per-ip / --max-http-conns until upgraded */
     upgrade *up;  /* between a validated upgrade request and the 101 */
     int is_head;  /* the request was HEAD: responses carry no body */
     int admitting; /* waiting for the cluster-wide admission verdict */

@@ -51,7 +51,11 @@ typedef enum close_reason {
     X(REJ_USER_CONNS, "user_conns")                                                                \
     X(REJ_CAPACITY, "capacity")                                                                    \
     X(REJ_DRAINING, "draining")                                                                    \
-    X(REJ_EMFILE, "emfile")
+    X(REJ_EMFILE, "emfile")                                                                        \
+    X(REJ_ANON_RATE, "anon_rate")                                                                  \
+    X(REJ_HTTP_PER_IP, "http_conns_per_ip")                                                        \
+    X(REJ_HTTP_TOTAL, "http_conns")                                                                \
+    X(REJ_BAD_FORWARDED, "bad_forwarded")
 
 typedef enum reject_reason {
 #define METRICS_ENUM_(name, label) name,

@@ -29,6 +29,9 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define RETRY_AFTER_S 5
 #define HTTP_IN_INITIAL 1024 /* first size of a request-head buffer */
+#define HTTP_SLOT_TOTAL 1    /* conn.holds_http_slot bits */
+#define HTTP_SLOT_PER_IP 2
+#define SHED_LOG_INTERVAL_NS 1000000000ull /* at most one "connection shed" line per reason per s */
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -170,6 +173,18 @@ static void kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
     (void)revents;
 }
 
+/* The connection leaves the HTTP phase (upgraded or gone): its --max-http-conns and
+ * --http-conns-per-ip slots are given back. */
+static void http_phase_end(conn *c)
+{
+    server *srv = c->srv;
+    if (c->holds_http_slot & HTTP_SLOT_TOTAL)
+        srv->n_http--;
+    if (c->holds_http_slot & HTTP_SLOT_PER_IP)
+        ratelimit_user_release(srv->http_rl, c->peer);
+    c->holds_http_slot = 0;
+}
+
 void server_retire(server *srv, conn *c)
 {
     if (c->state == CONN_DEAD)
@@ -186,6 +201,7 @@ void server_retire(server *srv, conn *c)
         ratelimit_user_release(srv->rl, c->user);
         c->holds_user_slot = 0;
     }
+    http_phase_end(c);
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -227,8 +243,10 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         malloc_trim(0);
         srv->freed_since_trim = 0;
     }
-    if (++srv->sweeps % 120 == 0) /* every minute */
+    if (++srv->sweeps % 120 == 0) { /* every minute */
         ratelimit_sweep(srv->rl, now);
+        ratelimit_sweep(srv->anon_rl, now);
+    }
 }
 
 static void accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -263,6 +281,41 @@ static void shed_on_emfile(server *srv)
     ev_timer_start(srv->loop, &srv->accept_retry);
 }
 
+/* Refuses a connection at accept (before any buffer is allocated): one static response, written
+ * without blocking, then close.  Counted, and logged at most once a second per reason with the
+ * number of refusals since the last line (a flood must not become a log flood). */
+static void shed_at_accept(server *srv, int fd, const char *peer, reject_reason why)
+{
+    static uint64_t last_log[REJECT_REASON_COUNT];
+    static uint64_t suppressed[REJECT_REASON_COUNT];
+    static const char b503[] = "{\"error\":\"http_conns\",\"message\":\"too many connections are "
+                               "still sending their request: retry later\"}\n";
+    static const char b429[] = "{\"error\":\"http_conns_per_ip\",\"message\":\"too many of your "
+                               "connections are still sending their request\"}\n";
+    int total = why == REJ_HTTP_TOTAL;
+    char resp[512];
+    int len = snprintf(resp, sizeof resp,
+                       "HTTP/1.1 %s\r\nRetry-After: 5\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                       total ? "503 Service Unavailable" : "429 Too Many Requests",
+                       total ? sizeof b503 - 1 : sizeof b429 - 1, total ? b503 : b429);
+    ssize_t n = send(fd, resp, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+    close(fd);
+    g_metrics.rejections[why]++;
+    uint64_t now = util_mono_ns();
+    if (now - last_log[why] >= SHED_LOG_INTERVAL_NS) {
+        log_warn("connection shed", "\"ip\":\"%s\",\"reason\":\"%s\",\"suppressed\":%llu,"
+                 "\"http_conns\":%llu",
+                 peer, metrics_reject_reason_name(why), (unsigned long long)suppressed[why],
+                 (unsigned long long)srv->n_http);
+        last_log[why] = now;
+        suppressed[why] = 0;
+    } else {
+        suppressed[why]++;
+    }
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -279,9 +332,32 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 log_warn("accept failed", "\"errno\":%d", errno);
             return;
         }
+        char peer[64];
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, peer, sizeof peer);
+        } else {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, peer, sizeof peer);
+        }
+        /* Slowloris: connections still sending their request are capped in total and per peer
+         * (a trusted proxy carries many clients: only the total applies to it). */
+        if (srv->n_http >= (uint64_t)srv->cfg->max_http_conns) {
+            shed_at_accept(srv, fd, peer, REJ_HTTP_TOTAL);
+            continue;
+        }
+        int per_ip = !proxy_list_contains(&srv->proxies, peer);
+        if (per_ip && ratelimit_user_acquire(srv->http_rl, peer) != 0) {
+            shed_at_accept(srv, fd, peer, REJ_HTTP_PER_IP);
+            continue;
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         conn *c = conn_alloc();
+        snprintf(c->peer, sizeof c->peer, "%s", peer);
+        snprintf(c->ip, sizeof c->ip, "%s", peer);
+        c->holds_http_slot = HTTP_SLOT_TOTAL | (per_ip ? HTTP_SLOT_PER_IP : 0);
+        srv->n_http++;
         c->fd = fd;
         c->srv = srv;
         c->id = ++srv->next_id;
@@ -291,13 +367,6 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         c->state = CONN_HTTP;
         c->opened_mono = util_mono_ns();
         c->closed_by = "server";
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, c->ip, sizeof c->ip);
-        } else {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, c->ip, sizeof c->ip);
-        }
         c->next = srv->conns;
         if (srv->conns != NULL)
             srv->conns->prev = c;
@@ -314,6 +383,8 @@ int server_start(server *srv, struct ev_loop *loop, const config *cfg, struct hu
                  struct watch *wt, char *errbuf, size_t errlen)
 {
     memset(srv, 0, sizeof *srv);
+    if (proxy_list_parse(cfg->trusted_proxies, &srv->proxies, errbuf, errlen) != 0)
+        return -1;
     srv->loop = loop;
     srv->cfg = cfg;
     srv->hub = h;
@@ -360,6 +431,8 @@ int server_start(server *srv, struct ev_loop *loop, const config *cfg, struct hu
     ev_check_start(loop, &srv->reaper);
     ev_idle_init(&srv->kick, kick_cb);
     srv->rl = ratelimit_new(cfg->conn_rate, cfg->user_conns);
+    srv->anon_rl = ratelimit_new(cfg->anon_conn_rate, 0);
+    srv->http_rl = ratelimit_new(0, cfg->http_conns_per_ip);
     ev_timer_init(&srv->sweep_timer, sweep_cb, 0.5, 0.5);
     ev_timer_start(loop, &srv->sweep_timer);
 
@@ -548,6 +621,25 @@ static int read_filters(conn *c, const http_request *req)
     return 0;
 }
 
+/* Counts one attempt of c's client in bucket rl; when over, answers 429 with Retry-After and
+ * returns 1. */
+static int conn_rate_refused(conn *c, ratelimit *rl, reject_reason why)
+{
+    int wait = ratelimit_ip_admit(rl, c->ip, util_mono_ns());
+    if (wait <= 0)
+        return 0;
+    char retry[64];
+    snprintf(retry, sizeof retry, "Retry-After: %d\r\n", wait);
+    respond_error(c, 429, "Too Many Requests", why, "rate_limited",
+                  why == REJ_ANON_RATE
+                      ? "too many connection attempts without a valid token from your address "
+                        "(--anon-conn-rate): retry after Retry-After seconds"
+                      : "too many new connections from your address: retry after Retry-After "
+                        "seconds",
+                  retry);
+    return 1;
+}
+
 /* Verifies the token from ?token= or "Authorization: Bearer" (D1).  On failure answers 401 and
  * audit-logs the reason with the token's keyed fingerprint (never the token); returns -1. */
 static int authenticate(conn *c, const http_request *req)
@@ -577,6 +669,8 @@ static int authenticate(conn *c, const http_request *req)
         log_info("auth failure", "\"event\":\"auth_failure\",\"conn\":%llu,\"ip\":\"%s\","
                  "\"reason\":\"%s\",\"token_fp\":\"%s\"",
                  (unsigned long long)c->id, c->ip, auth_strerror(rc), fp);
+        if (conn_rate_refused(c, c->srv->anon_rl, REJ_ANON_RATE))
+            return -1;
         respond_error(c, 401, "Unauthorized", REJ_AUTH, auth_public_reason(rc),
                       auth_public_message(rc), NULL);
         return -1;
@@ -606,6 +700,7 @@ static void finish_upgrade(conn *c)
         conn_abort(c, CLOSE_IO_ERROR, "out of memory");
         return;
     }
+    http_phase_end(c);
     srv->n_ws++;
     if (srv->cl != NULL)
         cluster_conn_open(srv->cl, c);
@@ -701,22 +796,25 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
                       "this instance is at --max-connections: retry later", retry);
         return;
     }
-    int wait = ratelimit_ip_admit(srv->rl, c->ip, util_mono_ns());
-    if (wait > 0) {
-        snprintf(retry, sizeof retry, "Retry-After: %d\r\n", wait);
-        respond_error(c, 429, "Too Many Requests", REJ_CONN_RATE, "rate_limited",
-                      "too many new connections from your address: retry after Retry-After "
-                      "seconds",
-                      retry);
+    /* Admission (B9, issue 17): with authentication, attempts without a valid token (and refused
+     * origins) count in their own per-IP bucket, --anon-conn-rate, so that anonymous traffic
+     * behind a shared address cannot lock authenticated users out; --conn-rate then counts the
+     * authenticated attempts only.  Without authentication every attempt counts in --conn-rate. */
+    if (srv->auth == NULL && conn_rate_refused(c, srv->rl, REJ_CONN_RATE))
         return;
-    }
     if (!origin_allowed(srv, req)) {
+        if (srv->auth != NULL && conn_rate_refused(c, srv->anon_rl, REJ_ANON_RATE))
+            return;
         respond_error(c, 403, "Forbidden", REJ_ORIGIN, "origin_not_allowed",
                       "this page's origin is not allowed: add it to --allowed-origins", NULL);
         return;
     }
-    if (srv->auth != NULL && authenticate(c, req) != 0)
-        return;
+    if (srv->auth != NULL) {
+        if (authenticate(c, req) != 0)
+            return;
+        if (conn_rate_refused(c, srv->rl, REJ_CONN_RATE))
+            return;
+    }
     if (read_filters(c, req) != 0)
         return;
     if (c->has_ident && !c->ident.all_projects) {
@@ -839,6 +937,11 @@ static void route(conn *c, const http_request *req)
                       : n_host == 0 ? "an HTTP/1.1 request needs a Host header field"
                                     : "invalid Host header field",
                       NULL);
+        return;
+    }
+    if (proxy_client_ip(&srv->proxies, c->peer, req, c->ip, sizeof c->ip) < 0) {
+        respond_error(c, 400, "Bad Request", REJ_BAD_FORWARDED, "bad_forwarded",
+                      "malformed Forwarded or X-Forwarded-For from a trusted proxy", NULL);
         return;
     }
     int is_get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
@@ -1120,7 +1223,9 @@ void server_stop(server *srv)
     ev_idle_stop(srv->loop, &srv->kick);
     ev_timer_stop(srv->loop, &srv->sweep_timer);
     ratelimit_free(srv->rl);
-    srv->rl = NULL;
+    ratelimit_free(srv->anon_rl);
+    ratelimit_free(srv->http_rl);
+    srv->rl = srv->anon_rl = srv->http_rl = NULL;
     if (srv->lfd >= 0)
         close(srv->lfd);
     if (srv->spare_fd >= 0)

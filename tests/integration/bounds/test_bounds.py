@@ -4,6 +4,7 @@ well-behaved dashboard connected alongside keeps receiving on time.  (REQUIREMEN
 import base64
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -145,6 +146,191 @@ class DoorbellAndRingTruncation(unittest.TestCase):
         self.assertIsNotNone(entry, "no 'ring quarantined' line for the truncated ring")
         self.assertGreater(metric(self.sc, "ringside_rings_quarantined_total"), before)
         self.dash.assert_receives(self)
+
+
+def raw_request(port, data, source="127.0.0.1", timeout=5.0):
+    """Sends data from source, reads the response until the server closes; (status, body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+    try:
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                b = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        s.close()
+    raw = b"".join(chunks)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    return status, body
+
+
+def upgrade_head(port, target, headers=()):
+    lines = ["GET %s HTTP/1.1" % target, "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+             "Sec-WebSocket-Version: 13"] + ["%s: %s" % h for h in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class AuthSidecarCase(unittest.TestCase):
+    args = ()
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.key = os.path.join(self.tmp.name, "jwt.key")
+        with open(self.key, "w") as f:
+            f.write(os.urandom(48).hex() + "\n")
+        self.sc = rstest.Sidecar(["--jwt-key", self.key] + list(self.args), no_auth=False)
+        self.user_tok = self.mint("alice")
+        self.dash = Dashboard(self.sc, "?token=" + self.mint("operator"))
+
+    def tearDown(self):
+        self.dash.close()
+        self.sc.stop()
+        self.tmp.cleanup()
+
+    def mint(self, sub, ttl=600):
+        r = subprocess.run([binpath("ringside"), "token", "--jwt-key", self.key, "--sub", sub,
+                            "--projects", "*", "--ttl", str(ttl)],
+                           capture_output=True, timeout=10, check=True)
+        return r.stdout.decode().strip()
+
+
+class PreAuthAdmission(AuthSidecarCase):
+    """Issue 17 item 3: behind the ingress (a trusted proxy), anonymous and failed attempts use
+    their own bucket and cannot lock authenticated users out."""
+
+    args = ("--conn-rate", "5", "--anon-conn-rate", "5", "--user-conns", "0",
+            "--trusted-proxies", "127.0.0.1/32")
+
+    def test_anonymous_flood_through_the_ingress_does_not_lock_out_users(self):
+        port = self.sc.port
+        before = metric(self.sc, 'ringside_http_rejections_total{reason="anon_rate"}')
+        statuses = []
+        for i in range(20):
+            hdrs = (("X-Forwarded-For", "203.0.113.9"),)
+            tok = "?token=garbage" if i % 2 else ""
+            statuses.append(raw_request(port, upgrade_head(port, "/ws/events" + tok, hdrs))[0])
+        self.assertEqual(statuses[:5], [401] * 5, statuses)
+        self.assertEqual(set(statuses[5:]), {429}, statuses)
+        self.assertEqual(metric(self.sc, 'ringside_http_rejections_total{reason="anon_rate"}'),
+                         before + 15)
+        entry = self.sc.wait_log(lambda l: l.get("msg") == "request refused" and
+                                 l.get("reason") == "anon_rate" and l.get("ip") == "203.0.113.9")
+        self.assertIsNotNone(entry, "no log line naming anon_rate for the client address")
+        # Authenticated users behind the same ingress, even from the flooding address, get in.
+        for client in ("198.51.100.7", "203.0.113.9"):
+            hdrs = (("X-Forwarded-For", client),)
+            w, st, _, _ = RawWS.request(port, upgrade_head(port, "/ws/events?token=" +
+                                                           self.user_tok, hdrs).decode()
+                                        .rstrip("\r\n").split("\r\n"))
+            self.assertEqual(st, 101, "an authenticated user from %s was refused" % client)
+            w.close()
+        self.dash.assert_receives(self)
+
+    def test_client_address_from_trusted_proxy_only(self):
+        port = self.sc.port
+        hdrs = (("X-Forwarded-For", "192.0.2.1, 198.51.100.20"),)
+        w, st, _, _ = RawWS.request(port, upgrade_head(port, "/ws/events?token=" + self.user_tok,
+                                                       hdrs).decode().rstrip("\r\n").split("\r\n"))
+        self.assertEqual(st, 101)
+        entry = self.sc.wait_log(lambda l: l.get("event") == "connect" and l.get("user") == "alice")
+        self.assertEqual(entry["ip"], "198.51.100.20", "right-most untrusted hop is the client")
+        w.close()
+        # Forwarded (RFC 7239) wins over X-Forwarded-For.
+        hdrs = (("Forwarded", 'for="[2001:db8::7]:4711";proto=https'),
+                ("X-Forwarded-For", "192.0.2.99"))
+        mark = len(self.sc.logs)
+        raw_request(port, upgrade_head(port, "/ws/events", hdrs))
+        entry = self.sc.wait_log(lambda l: l.get("msg") == "request refused", start=mark)
+        self.assertEqual(entry["ip"], "2001:db8::7")
+        # A malformed header from the trusted proxy: 400 bad_forwarded.
+        before = metric(self.sc, 'ringside_http_rejections_total{reason="bad_forwarded"}')
+        st, body = raw_request(port, upgrade_head(port, "/ws/events",
+                                                  (("X-Forwarded-For", "not-an-ip"),)))
+        self.assertEqual(st, 400)
+        self.assertEqual(json.loads(body)["error"], "bad_forwarded")
+        self.assertEqual(metric(self.sc, 'ringside_http_rejections_total{reason="bad_forwarded"}'),
+                         before + 1)
+        self.dash.assert_receives(self)
+
+
+class UntrustedForwardedIgnored(AuthSidecarCase):
+    args = ("--user-conns", "0")
+
+    def test_forwarded_headers_from_untrusted_peer_ignored(self):
+        port = self.sc.port
+        mark = len(self.sc.logs)
+        raw_request(port, upgrade_head(port, "/ws/events", (("X-Forwarded-For", "192.0.2.5"),)))
+        entry = self.sc.wait_log(lambda l: l.get("msg") == "request refused", start=mark)
+        self.assertEqual(entry["ip"], "127.0.0.1")
+
+
+class Slowloris(unittest.TestCase):
+    """Issue 17 item 4: connections still sending their request are capped per peer and in total;
+    the header timeout frees them; /healthz and a dashboard alongside are unaffected."""
+
+    def setUp(self):
+        self.sc = Sidecar(("--http-conns-per-ip", "5", "--max-http-conns", "12",
+                           "--handshake-timeout", "3"))
+        self.dash = Dashboard(self.sc)
+        self.socks = []
+
+    def tearDown(self):
+        for s in self.socks:
+            s.close()
+        self.dash.close()
+        self.sc.stop()
+        self.sc.assert_clean()
+
+    def half_open(self, source):
+        s = socket.create_connection(("127.0.0.1", self.sc.port), timeout=5,
+                                     source_address=(source, 0))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        self.socks.append(s)
+        return s
+
+    def answer(self, s, timeout=2.0):
+        """The status the server sent on s, 0 if none within timeout (held)."""
+        s.settimeout(timeout)
+        try:
+            data = s.recv(4096)
+        except socket.timeout:
+            return 0
+        except ConnectionResetError:
+            return -1
+        return int(data.split(b" ")[1]) if data.startswith(b"HTTP/1.1 ") else -1
+
+    def test_per_ip_and_total_caps(self):
+        m = lambda r: metric(self.sc, 'ringside_http_rejections_total{reason="%s"}' % r)
+        per0, tot0 = m("http_conns_per_ip"), m("http_conns")
+        attacker = [self.half_open("127.0.0.2") for _ in range(9)]
+        got = [self.answer(s, 0.3) for s in attacker]
+        self.assertEqual(got.count(0), 5, "held from one IP: %r" % got)
+        self.assertEqual(got.count(429), 4, got)
+        self.assertEqual(m("http_conns_per_ip"), per0 + 4)
+        self.assertIsNotNone(self.sc.wait_log(lambda l: l.get("msg") == "connection shed" and
+                                              l.get("reason") == "http_conns_per_ip"))
+        # Other addresses still get in, up to the total (12 = 5 held + 7 more).
+        others = [self.half_open("127.0.0.%d" % (3 + i // 4)) for i in range(9)]
+        got = [self.answer(s, 0.3) for s in others]
+        self.assertEqual(got.count(0), 7, got)
+        self.assertEqual(got.count(503), 2, got)
+        self.assertEqual(m("http_conns"), tot0 + 2)
+        self.assertIsNotNone(self.sc.wait_log(lambda l: l.get("msg") == "connection shed" and
+                                              l.get("reason") == "http_conns"))
+        self.dash.assert_receives(self)
+        # The header timeout frees the held slots; then /healthz is served again.
+        for s in self.socks:
+            if s.fileno() >= 0:
+                self.answer(s, 6)
+        self.assertTrue(wait_until(lambda: raw_request(self.sc.port, b"GET /healthz HTTP/1.1\r\n"
+                                                       b"Host: x\r\n\r\n")[0] == 200, 5))
 
 
 if __name__ == "__main__":
