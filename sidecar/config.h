@@ -56,6 +56,8 @@
       "connections per client IP still sending their HTTP request (trusted proxies exempt)")      \
     X(max_http_conns, "max-http-conns", INT, "512", 1, 1000000,                                    \
       "connections in total still sending their HTTP request (503 above)")                         \
+    X(fd_reserve, "fd-reserve", INT, "64", 0, 1000000,                                             \
+      "file descriptors kept for rings and Redis: clients get 503 above the fd limit minus this")  \
     X(handshake_timeout, "handshake-timeout", INT, "10", 1, 300,                                   \
       "seconds a client may take to send its HTTP request")                                        \
     X(max_header, "max-header", INT, "8192", 1024, 65536, "largest HTTP request head in bytes (431 above)") \

@@ -88,6 +88,10 @@ void metrics_render(buf *b, metrics_extra_fn extra, void *ud)
     header(b, "ringside_rings_rejected_total", "counter",
            "Ring files refused (bad magic, version or geometry).");
     buf_printf(b, "ringside_rings_rejected_total %llu\n", (unsigned long long)m->rings_rejected);
+    header(b, "ringside_rings_open_retried_total", "counter",
+           "Ring opens that failed for want of file descriptors or memory (retried next scan).");
+    buf_printf(b, "ringside_rings_open_retried_total %llu\n",
+               (unsigned long long)m->rings_open_retried);
     header(b, "ringside_rings_quarantined_total", "counter", "Rings dropped for corrupt content.");
     buf_printf(b, "ringside_rings_quarantined_total %llu\n", (unsigned long long)m->rings_quarantined);
     header(b, "ringside_agent_deaths_total", "counter", "Agents that ended without closing cleanly.");

@@ -55,7 +55,8 @@ typedef enum close_reason {
     X(REJ_ANON_RATE, "anon_rate")                                                                  \
     X(REJ_HTTP_PER_IP, "http_conns_per_ip")                                                        \
     X(REJ_HTTP_TOTAL, "http_conns")                                                                \
-    X(REJ_BAD_FORWARDED, "bad_forwarded")
+    X(REJ_BAD_FORWARDED, "bad_forwarded")                                                          \
+    X(REJ_FD_RESERVE, "fd_reserve")
 
 typedef enum reject_reason {
 #define METRICS_ENUM_(name, label) name,
@@ -80,6 +81,7 @@ typedef struct metrics {
     uint64_t events_in[MSG_KIND_COUNT];       /* events accepted into the hub by kind */
     uint64_t rings_active;                    /* gauge */
     uint64_t rings_rejected;                  /* ring files refused (bad magic/version/geometry) */
+    uint64_t rings_open_retried;              /* ring opens failed for want of fds/memory */
     uint64_t rings_quarantined;               /* rings dropped for corruption */
     uint64_t agent_deaths;                    /* agents that died without closing cleanly */
     uint64_t auth_failures;                   /* tokens refused at the handshake or on refresh */

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -288,11 +290,11 @@ static void shed_at_accept(server *srv, int fd, const char *peer, reject_reason 
 {
     static uint64_t last_log[REJECT_REASON_COUNT];
     static uint64_t suppressed[REJECT_REASON_COUNT];
-    static const char b503[] = "{\"error\":\"http_conns\",\"message\":\"too many connections are "
-                               "still sending their request: retry later\"}\n";
+    static const char b503[] = "{\"error\":\"busy\",\"message\":\"too many connections are "
+                               "pending or open: retry later\"}\n";
     static const char b429[] = "{\"error\":\"http_conns_per_ip\",\"message\":\"too many of your "
                                "connections are still sending their request\"}\n";
-    int total = why == REJ_HTTP_TOTAL;
+    int total = why != REJ_HTTP_PER_IP;
     char resp[512];
     int len = snprintf(resp, sizeof resp,
                        "HTTP/1.1 %s\r\nRetry-After: 5\r\nContent-Type: application/json\r\n"
@@ -339,6 +341,12 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         } else {
             struct sockaddr_in *a = (struct sockaddr_in *)&ss;
             inet_ntop(AF_INET, &a->sin_addr, peer, sizeof peer);
+        }
+        /* Descriptors are allocated lowest first, so fd tells how many are open: the last
+         * --fd-reserve of them are kept for rings, Redis and the spare. */
+        if (fd >= srv->fd_limit) {
+            shed_at_accept(srv, fd, peer, REJ_FD_RESERVE);
+            continue;
         }
         /* Slowloris: connections still sending their request are capped in total and per peer
          * (a trusted proxy carries many clients: only the total applies to it). */
@@ -432,6 +440,12 @@ int server_start(server *srv, struct ev_loop *loop, const config *cfg, struct hu
     ev_idle_init(&srv->kick, kick_cb);
     srv->rl = ratelimit_new(cfg->conn_rate, cfg->user_conns);
     srv->anon_rl = ratelimit_new(cfg->anon_conn_rate, 0);
+    struct rlimit nofile;
+    srv->fd_limit = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                        ? (long)nofile.rlim_cur - cfg->fd_reserve
+                        : LONG_MAX;
+    if (srv->fd_limit < 16)
+        srv->fd_limit = 16; /* a tiny limit: still serve a few clients */
     srv->http_rl = ratelimit_new(0, cfg->http_conns_per_ip);
     ev_timer_init(&srv->sweep_timer, sweep_cb, 0.5, 0.5);
     ev_timer_start(loop, &srv->sweep_timer);

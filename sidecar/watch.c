@@ -63,6 +63,8 @@ struct watch {
     int stop;
     bad_file bad[MAX_QUARANTINED];
     size_t n_bad;
+    uint64_t retry_logged_mono; /* last "ring open failed: retrying" line */
+    uint64_t retry_suppressed;  /* such failures not logged since */
 };
 
 /* ---- ring lifecycle ---------------------------------------------------------------------------- */
@@ -142,6 +144,15 @@ static int ring_drain(watch *w, ring *rg, int rounds)
     return 1;
 }
 
+/* 1 if ipc_reader_open failed for want of a resource (fds, memory), not because of the file. */
+static int ring_open_transient(int rc, int err)
+{
+    if (rc == IPC_ENOMEM)
+        return 1;
+    return rc == IPC_ESYS &&
+           (err == EMFILE || err == ENFILE || err == ENOMEM || err == EAGAIN || err == EINTR);
+}
+
 static void try_open(watch *w, const char *name)
 {
     size_t len = strlen(name);
@@ -163,6 +174,22 @@ static void try_open(watch *w, const char *name)
     int rc = ipc_reader_open(path, &r);
     if (rc == IPC_ENOTREADY)
         return; /* the SDK is still initialising it; the rescan comes back */
+    if (ring_open_transient(rc, errno)) {
+        /* Out of fds or memory says nothing about the ring: the next rescan retries it. */
+        g_metrics.rings_open_retried++;
+        uint64_t now = util_mono_ns();
+        if (now - w->retry_logged_mono >= 1000000000ull) {
+            log_warn("ring open failed: retrying on the next scan",
+                     "\"path\":\"%s\",\"error\":\"%s\",\"retry_in_s\":%.0f,\"suppressed\":%llu",
+                     path, rc == IPC_ENOMEM ? "out of memory" : strerror(errno), RESCAN_PERIOD_S,
+                     (unsigned long long)w->retry_suppressed);
+            w->retry_logged_mono = now;
+            w->retry_suppressed = 0;
+        } else {
+            w->retry_suppressed++;
+        }
+        return;
+    }
     if (rc != IPC_OK) {
         g_metrics.rings_rejected++;
         mark_bad(w, st.st_dev, st.st_ino);

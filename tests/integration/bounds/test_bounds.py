@@ -333,5 +333,72 @@ class Slowloris(unittest.TestCase):
                                                        b"Host: x\r\n\r\n")[0] == 200, 5))
 
 
+class FdExhaustion(unittest.TestCase):
+    """Issue 17 item 4/5: a ring that fails to open for want of descriptors is retried on the next
+    scan (never blacklisted); --fd-reserve keeps descriptors for rings while clients flood."""
+
+    NOFILE = 48
+
+    def start(self, *args):
+        self.sc = Sidecar(("--http-conns-per-ip", "1000", "--max-http-conns", "1000") + args,
+                          prefix=("prlimit", "--nofile=%d:%d" % (self.NOFILE, self.NOFILE), "--"))
+        self.addCleanup(self.sc.stop)
+        self.dash = Dashboard(self.sc)
+        self.addCleanup(self.dash.close)
+        self.socks = []
+        self.addCleanup(lambda: [s.close() for s in self.socks])
+
+    def flood(self, until, count=None):
+        for _ in range(count or self.NOFILE + 20):
+            s = socket.create_connection(("127.0.0.1", self.sc.port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            self.socks.append(s)
+        self.assertIsNotNone(self.sc.wait_log(until, 5), "the flood did not reach the limit")
+
+    def wait_agent(self, agent, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = self.dash.ws.recv_json(max(0.01, deadline - time.monotonic()))
+            if m.get("type") == "agent_status" and m.get("agent_id") == agent:
+                return m
+        return None
+
+    def test_ring_opened_at_emfile_is_retried(self):
+        self.start("--fd-reserve", "0")
+        retried0 = metric(self.sc, "ringside_rings_open_retried_total")
+        rejected0 = metric(self.sc, "ringside_rings_rejected_total")
+        self.flood(lambda l: "out of file descriptors" in l.get("msg", ""))
+        mark = len(self.sc.logs)
+        self.sc.pub("status", "working", "born at the fd limit", agent="late")
+        entry = self.sc.wait_log(lambda l: l.get("msg") == "ring open failed: retrying on the "
+                                 "next scan", timeout=5, start=mark)
+        self.assertIsNotNone(entry, "no log line naming the retried open")
+        self.assertIn("open files", entry["error"])
+        for s in self.socks:
+            s.close()
+        self.socks = []
+        # The next scan (every 2 s) attaches it: the agent appears on the dashboard.
+        self.assertIsNotNone(self.wait_agent("late", 8), "the agent never appeared")
+        self.assertGreater(metric(self.sc, "ringside_rings_open_retried_total"), retried0)
+        self.assertEqual(metric(self.sc, "ringside_rings_rejected_total"), rejected0)
+
+    def test_fd_reserve_keeps_descriptors_for_rings(self):
+        self.start("--fd-reserve", "16")
+        before = metric(self.sc, 'ringside_http_rejections_total{reason="fd_reserve"}')
+        self.flood(lambda l: l.get("msg") == "connection shed" and
+                   l.get("reason") == "fd_reserve")
+        self.assertIsNone(self.sc.wait_log(lambda l: "out of file descriptors" in l.get("msg", ""), 0.2),
+                          "reached EMFILE despite the reserve")
+        # A ring born during the flood attaches at once.
+        self.sc.pub("status", "working", "born during the flood", agent="during")
+        self.assertIsNotNone(self.wait_agent("during", 3), "the agent did not appear in time")
+        for s in self.socks:
+            s.close()
+        self.socks = []
+        self.assertTrue(wait_until(lambda: self.sc.http("/healthz")[0] == 200, 5))
+        self.assertGreater(metric(self.sc, 'ringside_http_rejections_total{reason="fd_reserve"}'),
+                           before)
+
+
 if __name__ == "__main__":
     main()

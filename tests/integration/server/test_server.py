@@ -534,7 +534,7 @@ class Emfile(unittest.TestCase):
 
     def test_emfile(self):
         # Many connections from one address: --http-conns-per-ip would shed them before EMFILE.
-        sc = Sidecar(("--http-conns-per-ip", "1000"),
+        sc = Sidecar(("--http-conns-per-ip", "1000", "--fd-reserve", "0"),
                      prefix=("prlimit", "--nofile=%d:%d" % (self.NOFILE, self.NOFILE), "--"))
         self.addCleanup(sc.stop)
         pid = sc.proc.pid
