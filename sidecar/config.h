@@ -34,8 +34,12 @@
     X(drain_timeout, "drain-timeout", INT, "30", 0, 3600, "seconds to wait for clients on SIGTERM") \
     X(replay_window, "replay-window", INT, "300", 1, 86400, "seconds of persisted events kept for replay") \
     X(replay_max, "replay-max", INT, "100000", 16, 10000000, "most persisted events kept for replay") \
-    X(max_message, "max-message", INT, "1048576", 128, 67108864,                                   \
-      "largest client message in bytes (close 1009 above)")                                        \
+    X(max_message, "max-message", INT, "16384", 128, 67108864,                                     \
+      "largest client message in bytes, after inflating (close 1009 above)")                      \
+    X(client_msg_rate, "client-msg-rate", INT, "20", 0, 1000000,                                   \
+      "messages per second a client may send (close 1008 above; 0: unlimited)")                   \
+    X(client_byte_rate, "client-byte-rate", INT, "65536", 0, 1073741824,                           \
+      "message bytes per second (inflated) a client may send (close 1008 above; 0: unlimited)")   \
     X(send_queue, "send-queue", INT, "100", 4, 1000000,                                            \
       "messages queued per connection before non-critical drops")                                  \
     X(send_queue_bytes, "send-queue-bytes", INT, "4194304", 4096, 1073741824,                      \

@@ -93,6 +93,9 @@ typedef struct conn {
     uint64_t sub_tokens_mono;
     uint64_t behind_since_mono; /* first drop since the queue was last empty, 0 if none */
     unsigned bad_messages;      /* invalid client messages so far (abuse → 1008) */
+    double in_msg_tokens;       /* inbound budget: --client-msg-rate bucket */
+    double in_byte_tokens;      /* inbound budget: --client-byte-rate bucket (inflated bytes) */
+    uint64_t in_mono;           /* last refill of both */
     int shutdown_pending;       /* drain: send shutdown + close 1001 when the timer fires */
     uint16_t close_after_flush; /* close with this code once the send queue is empty */
     close_reason close_after_why;

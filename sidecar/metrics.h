@@ -26,7 +26,8 @@
     X(CLOSE_TOKEN_EXPIRED, "token_expired")                                                        \
     X(CLOSE_TASK_ENDED, "task_ended")                                                              \
     X(CLOSE_FORBIDDEN, "forbidden")                                                                \
-    X(CLOSE_UNKNOWN_TASK, "unknown_task")
+    X(CLOSE_UNKNOWN_TASK, "unknown_task")                                                          \
+    X(CLOSE_INBOUND_RATE, "inbound_rate")
 
 typedef enum close_reason {
 #define METRICS_ENUM_(name, label) name,

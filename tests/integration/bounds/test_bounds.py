@@ -14,6 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from boundslib import Dashboard, RawWS, all_logs_json, metric, wait_until  # noqa: E402
 from conflib import Sidecar, binpath, main  # noqa: E402
+from wsraw import OP_TEXT, encode_frame  # noqa: E402
 
 import rstest  # noqa: E402
 import subprocess  # noqa: E402
@@ -398,6 +399,84 @@ class FdExhaustion(unittest.TestCase):
         self.assertTrue(wait_until(lambda: self.sc.http("/healthz")[0] == 200, 5))
         self.assertGreater(metric(self.sc, 'ringside_http_rejections_total{reason="fd_reserve"}'),
                            before)
+
+
+class InboundBudget(unittest.TestCase):
+    """Issue 17 item 2: a per-connection budget of messages and inflated bytes per second; unknown
+    types and fields refused; --max-message sized to the largest legitimate message."""
+
+    def setUp(self):
+        self.sc = Sidecar()  # defaults: the budget and --max-message as shipped
+        self.dash = Dashboard(self.sc)
+
+    def tearDown(self):
+        self.dash.close()
+        self.sc.stop()
+        self.sc.assert_clean()
+
+    def closed_for_inbound(self, w, before):
+        code, reason, _ = w.expect_close(5)
+        self.assertEqual(code, 1008, reason)
+        self.assertIn(b"inbound", reason)
+        self.assertTrue(wait_until(lambda: metric(
+            self.sc, 'ws_updates_disconnections_total{reason="inbound_rate"}') == before + 1, 5))
+        self.assertIsNotNone(self.sc.wait_log(lambda l: l.get("event") == "disconnect" and
+                                              l.get("reason") == "inbound_rate"))
+
+    def test_message_flood_closed(self):
+        before = metric(self.sc, 'ws_updates_disconnections_total{reason="inbound_rate"}')
+        w = RawWS.connect(self.sc.port)
+        self.assertEqual(w.recv_json()["type"], "snapshot")
+        w.send_raw(encode_frame(OP_TEXT, b'{"type":"pong"}') * 500)
+        self.closed_for_inbound(w, before)
+        w.close()
+        self.dash.assert_receives(self)
+
+    def test_compressed_amplification_bounded(self):
+        # Each ~50-byte compressed message inflates to 16 000 bytes of JSON: 64 KiB/s buys four.
+        before = metric(self.sc, 'ws_updates_disconnections_total{reason="inbound_rate"}')
+        w = RawWS.connect(self.sc.port, extensions="permessage-deflate; client_max_window_bits")
+        self.assertIsNotNone(w.deflate)
+        self.assertEqual(w.recv_json()["type"], "snapshot")
+        body = '{"type":"x","p":"%s"}' % (" " * (16000 - 19))
+        t0 = time.monotonic()
+        for _ in range(40):
+            if not w.send_compressed(body):
+                break
+        self.closed_for_inbound(w, before)
+        self.assertLess(time.monotonic() - t0, 3.0)
+        w.close()
+        self.dash.assert_receives(self)
+
+    def test_unknown_type_and_field_refused(self):
+        w = RawWS.connect(self.sc.port)
+        self.assertEqual(w.recv_json()["type"], "snapshot")
+        for msg, code, needle in (('{"type":"pong","x":1}', "unknown_field", '"x"'),
+                                  ('{"type":"subscribe","agent_id":["a"]}', "unknown_field",
+                                   '"agent_id"'),
+                                  ('{"type":"pause"}', "unknown_type", "endpoint"),
+                                  ('{"type":"no-such"}', "unknown_type", "type")):
+            w.send_text(msg)
+            m, _ = w.recv_until(lambda m: m.get("type") == "error")
+            self.assertEqual(m["error"], code, msg)
+            self.assertIn(needle, m["message"])
+        w.close()
+
+    def test_largest_legitimate_messages_accepted(self):
+        w = RawWS.connect(self.sc.port)
+        self.assertEqual(w.recv_json()["type"], "snapshot")
+        ids = ["a%062d" % i for i in range(50)]
+        sub = json.dumps({"type": "subscribe", "agent_ids": ids, "project_ids": ids,
+                          "event_types": ["agent_status", "task_started", "progress",
+                                          "task_ended"]})
+        w.send_text(sub)
+        m, _ = w.recv_until(lambda m: m.get("type") == "subscribed")
+        self.assertEqual(len(m["filters"]["agent_ids"]), 50)
+        # An 8 KiB token fits (refused as a token, not as a message).
+        w.send_text(json.dumps({"type": "auth", "token": "x" * 8192}))
+        m, _ = w.recv_until(lambda m: m.get("type") == "error")
+        self.assertEqual(m["error"], "unsupported")  # --no-auth here; the size was accepted
+        w.close()
 
 
 if __name__ == "__main__":

@@ -99,6 +99,8 @@ class Case0Handshake(SidecarClassCase):
 class Case1Framing(SidecarClassCase):
     """1.x: text and binary messages of the length-encoding boundaries; masking rules."""
 
+    sidecar_args = ("--max-message", "65536", "--client-byte-rate", "0")
+
     LENGTHS = (0, 125, 126, 65535, 65536)
 
     def test_1_1_text_lengths(self):
@@ -542,7 +544,8 @@ class Case9Limits(SidecarClassCase):
     """9.x: --max-message (1009) and bounded memory under floods."""
 
     MAX = 1024
-    sidecar_args = ("--max-message", str(MAX))
+    # The floods here test memory bounds, not the inbound budget (integration_bounds does).
+    sidecar_args = ("--max-message", str(MAX), "--client-msg-rate", "0", "--client-byte-rate", "0")
 
     def test_9_1_message_at_limit_accepted(self):
         w = self.ws()
