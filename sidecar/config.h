@@ -65,6 +65,10 @@
     X(handshake_timeout, "handshake-timeout", INT, "10", 1, 300,                                   \
       "seconds a client may take to send its HTTP request")                                        \
     X(max_header, "max-header", INT, "8192", 1024, 65536, "largest HTTP request head in bytes (431 above)") \
+    X(max_rings, "max-rings", INT, "16384", 1, 1000000,                                            \
+      "agent rings read at once (more wait in the directory until one ends)")                      \
+    X(max_tasks_per_agent, "max-tasks-per-agent", INT, "64", 1, 100000,                            \
+      "running tasks kept per agent (events of more are dropped)")                                 \
     X(scrollback, "scrollback", INT, "65536", 0, 16777216,                                         \
       "bytes of terminal output kept per task for late joiners")                                   \
     X(progress_interval, "progress-interval", INT, "100", 1, 10000,                                \

@@ -41,7 +41,8 @@ typedef struct task {
     uint64_t progress_sent_mono;
     /* terminal scrollback: bytes [sb_start, sb_end) by absolute position */
     unsigned char *sb;
-    size_t sb_cap;
+    size_t sb_cap;   /* --scrollback */
+    size_t sb_alloc; /* bytes of sb allocated: grows with use up to sb_cap (issue 17) */
     uint64_t sb_start, sb_end;
     uint64_t term_lost;
     conn *subs; /* terminal subscribers */
@@ -457,12 +458,24 @@ static void sb_append(task *t, const uint8_t *data, size_t len)
         t->sb_start = t->sb_end += len;
         return;
     }
-    if (t->sb == NULL)
-        t->sb = xmalloc(t->sb_cap);
     if (len > t->sb_cap) {
         data += len - t->sb_cap;
         t->sb_end += len - t->sb_cap;
         len = t->sb_cap;
+    }
+    /* Allocated as used: before the first wrap, position p sits at offset p, so the buffer can
+     * grow (doubling, from 4 KiB) up to --scrollback without moving anything. */
+    if (t->sb_alloc < t->sb_cap) {
+        uint64_t need = t->sb_end + len;
+        if (need > t->sb_alloc) {
+            size_t n = t->sb_alloc ? t->sb_alloc : 4096;
+            while (n < need && n < t->sb_cap)
+                n *= 2;
+            if (n > t->sb_cap || need > t->sb_cap)
+                n = t->sb_cap;
+            t->sb = xrealloc(t->sb, n);
+            t->sb_alloc = n;
+        }
     }
     for (size_t i = 0; i < len;) {
         size_t off = (size_t)(t->sb_end % t->sb_cap);
@@ -650,10 +663,41 @@ void hub_ring_attached(hub *h, const ipc_identity *id)
     a->local = 1;
 }
 
+/* 1 if ev would make a new running task of a while it has --max-tasks-per-agent of them: the
+ * event is then dropped, counted and logged (at most once a second), issue 17. */
+static int task_over_limit(hub *h, agent *a, const ipc_event *ev)
+{
+    if (ev->type != IPC_EV_TASK_START && ev->type != IPC_EV_PROGRESS && ev->type != IPC_EV_TERM &&
+        ev->type != IPC_EV_TERM_GAP)
+        return 0;
+    task *t = find_task(a, ev->task_id);
+    if (t != NULL && !t->ended)
+        return 0;
+    if (t != NULL && ev->type != IPC_EV_TASK_START)
+        return 0; /* late bytes or progress of an ended task do not restart it */
+    long running = 0;
+    for (task *u = a->tasks; u != NULL; u = u->next)
+        running += !u->ended;
+    if (running < h->cfg->max_tasks_per_agent)
+        return 0;
+    g_metrics.tasks_refused++;
+    static uint64_t logged_mono;
+    uint64_t now = util_mono_ns();
+    if (now - logged_mono >= 1000000000ull) {
+        log_warn("task event dropped: --max-tasks-per-agent reached",
+                 "\"agent\":\"%s\",\"project\":\"%s\",\"task\":\"%s\",\"running\":%ld",
+                 a->id, a->project, ev->task_id, running);
+        logged_mono = now;
+    }
+    return 1;
+}
+
 void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
 {
     agent *a = find_agent(h, id, 1);
     a->active_mono = util_mono_ns();
+    if (task_over_limit(h, a, ev))
+        return;
     switch (ev->type) {
     case IPC_EV_STATUS:
         publish_status(h, a, ev->status, ev->detail, ev->ts_ns);

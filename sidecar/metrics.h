@@ -83,6 +83,8 @@ typedef struct metrics {
     uint64_t rings_active;                    /* gauge */
     uint64_t rings_rejected;                  /* ring files refused (bad magic/version/geometry) */
     uint64_t rings_open_retried;              /* ring opens failed for want of fds/memory */
+    uint64_t rings_over_limit;                /* ring attaches deferred by --max-rings */
+    uint64_t tasks_refused;                   /* task events dropped by --max-tasks-per-agent */
     uint64_t rings_quarantined;               /* rings dropped for corruption */
     uint64_t agent_deaths;                    /* agents that died without closing cleanly */
     uint64_t auth_failures;                   /* tokens refused at the handshake or on refresh */

@@ -65,6 +65,7 @@ struct watch {
     size_t n_bad;
     uint64_t retry_logged_mono; /* last "ring open failed: retrying" line */
     uint64_t retry_suppressed;  /* such failures not logged since */
+    uint64_t limit_logged_mono; /* last "--max-rings reached" line */
 };
 
 /* ---- ring lifecycle ---------------------------------------------------------------------------- */
@@ -170,6 +171,17 @@ static void try_open(watch *w, const char *name)
     }
     if (is_bad(w, st.st_dev, st.st_ino))
         return;
+    if (w->n_rings >= (size_t)w->cfg->max_rings) {
+        /* Not an error of the ring: it attaches on a later scan, once another ring has ended. */
+        g_metrics.rings_over_limit++;
+        uint64_t now = util_mono_ns();
+        if (now - w->limit_logged_mono >= 1000000000ull) {
+            log_warn("ring not read: --max-rings reached", "\"path\":\"%s\",\"max_rings\":%ld",
+                     path, w->cfg->max_rings);
+            w->limit_logged_mono = now;
+        }
+        return;
+    }
     ipc_reader *r = NULL;
     int rc = ipc_reader_open(path, &r);
     if (rc == IPC_ENOTREADY)

@@ -678,7 +678,8 @@ static void q_push(conn *c, msg *m)
     }
     c->q[(c->q_head + c->q_len) % c->q_cap] = msg_ref(m);
     c->q_len++;
-    c->q_bytes += m->len;
+    if (m->kind != MSG_SNAPSHOT) /* the snapshot does not count toward the drop policy */
+        c->q_bytes += m->len;
 }
 
 static msg *q_pop(conn *c)
@@ -686,7 +687,8 @@ static msg *q_pop(conn *c)
     msg *m = c->q[c->q_head];
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len--;
-    c->q_bytes -= m->len;
+    if (m->kind != MSG_SNAPSHOT)
+        c->q_bytes -= m->len;
     return m;
 }
 
@@ -725,7 +727,12 @@ void conn_send(conn *c, msg *m)
     /* A terminal is a byte stream: only --send-queue-bytes bounds it (100 chunks of 4 KiB would
      * be 20 ms at 200 MB/s); event streams are bounded by both. */
     int over = (c->endpoint == EP_EVENTS && c->q_len >= soft) || c->q_bytes + m->len > soft_bytes;
-    if (over && !m->critical) {
+    if (m->kind == MSG_SNAPSHOT) {
+        /* The snapshot is never a sign of a slow client (issue 17: one larger than twice
+         * --send-queue-bytes closed every new dashboard with 4008): it is always queued, and
+         * bounded by the hub's caps on agents and tasks instead. */
+        q_push(c, m);
+    } else if (over && !m->critical) {
         count_drop(c, m);
     } else if ((c->endpoint == EP_EVENTS && c->q_len >= soft * QUEUE_HARD_FACTOR) ||
                c->q_bytes + m->len > soft_bytes * 2) {

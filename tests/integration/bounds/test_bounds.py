@@ -479,5 +479,117 @@ class InboundBudget(unittest.TestCase):
         w.close()
 
 
+class RingState(unittest.TestCase):
+    """Issue 17 item 1: what rings can make the sidecar hold is capped — running tasks per agent,
+    rings read at once, scrollback allocated as used — and the snapshot is never a slow client."""
+
+    def start(self, *args):
+        self.sc = Sidecar(args)
+        self.addCleanup(self.sc.stop)
+        self.dash = Dashboard(self.sc)
+        self.addCleanup(self.dash.close)
+
+    def test_running_tasks_per_agent_capped(self):
+        self.start("--max-tasks-per-agent", "5")
+        before = metric(self.sc, "ringside_tasks_refused_total")
+        for i in range(8):
+            self.sc.pub("task-start", "t%d" % i, "task %d" % i, agent="busy")
+        self.assertTrue(wait_until(lambda: metric(self.sc, "ringside_tasks_refused_total") ==
+                                   before + 3, 5))
+        self.assertIsNotNone(self.sc.wait_log(lambda l: l.get("msg", "").startswith(
+            "task event dropped") and l.get("agent") == "busy"))
+        w = RawWS.connect(self.sc.port)
+        snap = w.recv_json()
+        busy = [a for a in snap["agents"] if a["agent_id"] == "busy"][0]
+        self.assertEqual(len(busy["tasks"]), 5)
+        w.close()
+        self.dash.assert_receives(self)
+
+    def test_big_snapshot_is_not_a_slow_client(self):
+        self.start("--send-queue-bytes", "4096")
+        for i in range(40):
+            self.sc.pub("task-start", "t%02d" % i, "x" * 200, agent="wide")
+        w = None
+        for _ in range(50):
+            w = RawWS.connect(self.sc.port)
+            m = w.recv_message(5)
+            self.assertEqual(m[0], 0x1, "closed instead of a snapshot: %r" % (m,))
+            snap = json.loads(m[1])
+            if len(m[1]) > 2 * 4096 and len(snap["agents"][0]["tasks"]) == 40:
+                break
+            w.close()
+        self.assertGreater(len(m[1]), 2 * 4096)
+        # The connection then works normally: a status event arrives.
+        self.sc.pub("status", "working", "after the snapshot", agent="wide")
+        got, _ = w.recv_until(lambda m: m.get("type") == "agent_status")
+        self.assertEqual(got["agent_id"], "wide")
+        w.close()
+        self.dash.assert_receives(self)
+
+    def test_scrollback_allocated_as_used(self):
+        from conflib import sanitized
+        if sanitized():
+            self.skipTest("memory figures are meaningless under ASan")
+
+        def vm_data_kib(pid):
+            # Allocated (not only touched) memory: an up-front 1 MiB buffer counts here in full.
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmData:"):
+                        return int(line.split()[1])
+            return 0
+        self.start("--scrollback", "1048576")
+        proc_rss_kib = vm_data_kib
+        rss0 = proc_rss_kib(self.sc.proc.pid)
+        for i in range(60):
+            self.sc.pub("term", "t%02d" % i, agent="chatty%d" % (i % 3), stdin=b"hello\r\n")
+
+        def n_tasks():
+            w = RawWS.connect(self.sc.port)
+            try:
+                return sum(len(a["tasks"]) for a in w.recv_json()["agents"])
+            finally:
+                w.close()
+        self.assertTrue(wait_until(lambda: n_tasks() == 60, 10))
+        grown = proc_rss_kib(self.sc.proc.pid) - rss0
+        # 60 tasks with a 1 MiB scrollback each were 60 MiB allocated up front.
+        self.assertLess(grown, 8 * 1024, "allocated memory grew by %d KiB" % grown)
+        self.dash.assert_receives(self)
+
+    def test_max_rings(self):
+        self.start("--max-rings", "2")
+        env = dict(os.environ, RINGSIDE_SHM_DIR=self.sc.shm_dir)
+        procs = []
+        try:
+            for i in range(2):
+                procs.append(subprocess.Popen(
+                    [binpath("ringside-run"), "--agent", "held%d" % i, "--project", "p1",
+                     "--task", "t", "--", "sh", "-c", "read x"], stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+            self.assertTrue(wait_until(lambda: metric(self.sc, "ringside_rings_active") == 2, 5))
+            before = metric(self.sc, "ringside_rings_over_limit_total")
+            procs.append(subprocess.Popen(
+                [binpath("ringside-run"), "--agent", "third", "--project", "p1",
+                 "--task", "t", "--", "sh", "-c", "read x"], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+            self.assertIsNotNone(self.sc.wait_log(lambda l: l.get("msg") ==
+                                                  "ring not read: --max-rings reached", 5))
+            self.assertGreater(metric(self.sc, "ringside_rings_over_limit_total"), before)
+            self.assertEqual(metric(self.sc, "ringside_rings_active"), 2)
+            procs[0].communicate(b"\n", timeout=10)  # one ends: the third is read
+            self.assertIsNotNone(self.sc.wait_log(lambda l: l.get("msg") == "agent ring attached"
+                                                  and l.get("agent") == "third", 8))
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+                if p.stdin:
+                    p.stdin.close()
+        # The probe's own ring counts too: once the held rings are gone it is read at once.
+        self.assertTrue(wait_until(lambda: metric(self.sc, "ringside_rings_active") == 0, 5))
+        self.dash.assert_receives(self)
+
+
 if __name__ == "__main__":
     main()
