@@ -69,6 +69,10 @@
       "agent rings read at once (more wait in the directory until one ends)")                      \
     X(max_tasks_per_agent, "max-tasks-per-agent", INT, "64", 1, 100000,                            \
       "running tasks kept per agent (events of more are dropped)")                                 \
+    X(task_idle_timeout, "task-idle-timeout", INT, "3600", 0, 31536000,                            \
+      "seconds without an event after which a running task is ended (0: never)")                 \
+    X(task_close_grace, "task-close-grace", INT, "300", 0, 86400,                                  \
+      "seconds after an agent's last process closed cleanly before its running tasks end (0: never)") \
     X(scrollback, "scrollback", INT, "65536", 0, 16777216,                                         \
       "bytes of terminal output kept per task for late joiners")                                   \
     X(progress_interval, "progress-interval", INT, "100", 1, 10000,                                \

@@ -47,6 +47,7 @@ typedef struct task {
     uint64_t term_lost;
     conn *subs; /* terminal subscribers */
     uint64_t relay_until; /* owner: relay bytes to the cluster until then (a remote watcher) */
+    uint64_t active_mono; /* last event of the task, for --task-idle-timeout */
     struct agent *agent;
     struct task *next;
 } task;
@@ -64,6 +65,7 @@ typedef struct agent {
     int local; /* its rings are read by this instance (it owns the terminal bytes) */
     uint32_t replay_refs; /* replay entries pointing here: the agent is kept while any exist */
     uint64_t active_mono; /* last event or ring change, for eviction */
+    uint64_t closed_mono; /* its last ring closed cleanly then (0: a ring is attached or it died) */
     task *tasks;
     struct agent *next;
 } agent;
@@ -95,6 +97,7 @@ struct hub {
     size_t r_head, r_len, r_cap;
     ev_timer progress_timer;
     ev_timer sweep_timer;   /* evicts agents gone for longer than the replay window */
+    ev_timer task_timer;    /* ends idle tasks and those of cleanly closed agents */
     ev_timer relay_timer;   /* renews terminal watch requests to the owning instance */
     buf scratch;
 };
@@ -163,9 +166,12 @@ static void trim_tasks(agent *a)
 static task *get_task(hub *h, agent *a, const char *task_id, uint64_t ts_ns)
 {
     task *t = find_task(a, task_id);
-    if (t != NULL)
+    if (t != NULL) {
+        t->active_mono = util_mono_ns();
         return t;
+    }
     t = xcalloc(1, sizeof *t);
+    t->active_mono = util_mono_ns();
     snprintf(t->id, sizeof t->id, "%s", task_id);
     t->started_ns = ts_ns;
     t->agent = a;
@@ -425,6 +431,25 @@ static void send_progress(hub *h, task *t)
 }
 
 static void terminal_end_for(hub *h, conn *c, task *t);
+static void end_task(hub *h, agent *a, task *t, uint8_t outcome, int32_t exit_code, uint64_t ts_ns);
+
+/* Ends a's running tasks (only those idle since before idle_before, when not 0) with outcome.
+ * end_task may free ended tasks (trim_tasks), so the list is walked afresh after each end.
+ * Returns how many ended. */
+static unsigned end_running_tasks(hub *h, agent *a, uint8_t outcome, uint64_t idle_before,
+                                  uint64_t ts_ns)
+{
+    unsigned n = 0;
+    for (;;) {
+        task *t = a->tasks;
+        while (t != NULL && (t->ended || (idle_before != 0 && t->active_mono >= idle_before)))
+            t = t->next;
+        if (t == NULL)
+            return n;
+        end_task(h, a, t, outcome, -1, ts_ns);
+        n++;
+    }
+}
 
 static void end_task(hub *h, agent *a, task *t, uint8_t outcome, int32_t exit_code, uint64_t ts_ns)
 {
@@ -659,6 +684,7 @@ void hub_ring_attached(hub *h, const ipc_identity *id)
 {
     agent *a = find_agent(h, id, 1);
     a->rings++;
+    a->closed_mono = 0; /* a new process continues the agent's tasks */
     a->died = 0;
     a->local = 1;
 }
@@ -786,6 +812,8 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean)
     a->active_mono = util_mono_ns();
     if (a->rings > 0)
         a->rings--;
+    if (a->rings == 0 && clean)
+        a->closed_mono = a->active_mono; /* its running tasks end after --task-close-grace */
     if (a->rings > 0 || clean)
         return;
     g_metrics.agent_deaths++;
@@ -793,10 +821,7 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean)
     uint64_t now = util_now_ns();
     log_warn("agent ended without closing", "\"agent\":\"%s\",\"project\":\"%s\",\"pid\":%d",
              a->id, a->project, (int)id->pid);
-    for (task *t = a->tasks; t != NULL; t = t->next) {
-        if (!t->ended)
-            end_task(h, a, t, 3 /* failed */, -1, now);
-    }
+    end_running_tasks(h, a, 3 /* failed */, 0, now);
     if (!a->has_status || (a->status != 3 && a->status != 4 && a->status != 5))
         publish_status(h, a, 3, "agent process ended without closing", now);
 }
@@ -1466,6 +1491,37 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* Issue 17: tasks that never end are ended — those of an agent whose last ring closed cleanly
+ * --task-close-grace ago (no process continued them), and any idle for --task-idle-timeout —
+ * with outcome "cancelled", counted and logged. */
+static void task_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    hub *h = container_of(w, hub, task_timer);
+    uint64_t now = util_mono_ns();
+    uint64_t grace = (uint64_t)h->cfg->task_close_grace * 1000000000ull;
+    uint64_t idle = (uint64_t)h->cfg->task_idle_timeout * 1000000000ull;
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        unsigned n = 0;
+        const char *why = NULL;
+        if (grace != 0 && a->rings == 0 && a->closed_mono != 0 && now - a->closed_mono >= grace) {
+            a->closed_mono = 0;
+            n = end_running_tasks(h, a, 5 /* cancelled */, 0, util_now_ns());
+            g_metrics.tasks_ended_after_close += n;
+            why = "closed";
+        } else if (idle != 0 && now > idle) {
+            n = end_running_tasks(h, a, 5 /* cancelled */, now - idle, util_now_ns());
+            g_metrics.tasks_expired_idle += n;
+            why = "idle";
+        }
+        if (n > 0)
+            log_info("tasks ended by the sidecar",
+                     "\"agent\":\"%s\",\"project\":\"%s\",\"tasks\":%u,\"reason\":\"%s\"",
+                     a->id, a->project, n, why);
+    }
+}
+
 hub *hub_new(struct ev_loop *loop, const config *cfg)
 {
     hub *h = xcalloc(1, sizeof *h);
@@ -1480,6 +1536,13 @@ hub *hub_new(struct ev_loop *loop, const config *cfg)
     ev_timer_init(&h->progress_timer, progress_timer_cb, 0.1, 0.);
     ev_timer_init(&h->sweep_timer, sweep_cb, 30., 30.);
     ev_timer_start(loop, &h->sweep_timer);
+    /* A quarter of the shorter delay (1..30 s): a task ends at most 25 % late. */
+    double shortest = cfg->task_close_grace > 0 ? (double)cfg->task_close_grace : 120.;
+    if (cfg->task_idle_timeout > 0 && (double)cfg->task_idle_timeout < shortest)
+        shortest = (double)cfg->task_idle_timeout;
+    double period = shortest / 4.0 < 0.25 ? 0.25 : shortest / 4.0 > 30. ? 30. : shortest / 4.0;
+    ev_timer_init(&h->task_timer, task_timer_cb, period, period);
+    ev_timer_start(loop, &h->task_timer);
     ev_timer_init(&h->relay_timer, relay_timer_cb, RELAY_RENEW_S, RELAY_RENEW_S);
     return h;
 }
@@ -1491,6 +1554,7 @@ void hub_free(hub *h)
     h->closing = 1;
     ev_timer_stop(h->loop, &h->progress_timer);
     ev_timer_stop(h->loop, &h->sweep_timer);
+    ev_timer_stop(h->loop, &h->task_timer);
     ev_timer_stop(h->loop, &h->relay_timer);
     for (size_t i = 0; i < h->r_len; i++)
         msg_unref(h->replay[(h->r_head + i) % h->r_cap].m);

@@ -85,6 +85,8 @@ typedef struct metrics {
     uint64_t rings_open_retried;              /* ring opens failed for want of fds/memory */
     uint64_t rings_over_limit;                /* ring attaches deferred by --max-rings */
     uint64_t tasks_refused;                   /* task events dropped by --max-tasks-per-agent */
+    uint64_t tasks_expired_idle;              /* running tasks ended by --task-idle-timeout */
+    uint64_t tasks_ended_after_close;         /* running tasks ended by --task-close-grace */
     uint64_t rings_quarantined;               /* rings dropped for corruption */
     uint64_t agent_deaths;                    /* agents that died without closing cleanly */
     uint64_t auth_failures;                   /* tokens refused at the handshake or on refresh */

@@ -556,6 +556,61 @@ class RingState(unittest.TestCase):
         self.assertLess(grown, 8 * 1024, "allocated memory grew by %d KiB" % grown)
         self.dash.assert_receives(self)
 
+    def ended_tasks(self, agent, timeout):
+        """task_ended events of agent seen by the dashboard within timeout."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                m = self.dash.ws.recv_json(max(0.01, deadline - time.monotonic()))
+            except AssertionError:
+                break
+            if m.get("type") == "task_ended" and m.get("agent_id") == agent:
+                got.append(m)
+        return got
+
+    def test_tasks_of_a_cleanly_closed_agent_end_after_grace(self):
+        self.start("--task-close-grace", "1")
+        self.sc.pub("task-start", "left-open", "never ended", agent="tidy")  # closes cleanly
+        t0 = time.monotonic()
+        ended = self.ended_tasks("tidy", 4)
+        self.assertEqual([m["task_id"] for m in ended], ["left-open"])
+        self.assertEqual(ended[0]["outcome"], "cancelled")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+        self.assertEqual(metric(self.sc, 'ringside_tasks_expired_total{reason="closed"}'), 1)
+        self.assertIsNotNone(self.sc.wait_log(lambda l: l.get("msg") == "tasks ended by the "
+                                              "sidecar" and l.get("reason") == "closed"))
+        self.dash.assert_receives(self)
+
+    def test_another_process_continues_the_tasks(self):
+        # A task continued by a later process of the agent within the grace is not ended.
+        self.start("--task-close-grace", "2")
+        env = dict(os.environ, RINGSIDE_SHM_DIR=self.sc.shm_dir)
+        self.sc.pub("task-start", "t", "started by one process", agent="relay")
+        p = subprocess.Popen([binpath("ringside-run"), "--agent", "relay", "--project", "p1",
+                              "--task", "other", "--", "sh", "-c", "read x"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env)
+        try:
+            self.assertEqual(self.ended_tasks("relay", 3.5), [])
+        finally:
+            p.communicate(b"\n", timeout=10)
+
+    def test_idle_running_task_expires(self):
+        self.start("--task-idle-timeout", "1", "--task-close-grace", "0")
+        env = dict(os.environ, RINGSIDE_SHM_DIR=self.sc.shm_dir)
+        p = subprocess.Popen([binpath("ringside-run"), "--agent", "sleepy", "--project", "p1",
+                              "--task", "quiet", "--", "sh", "-c", "read x"],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env)
+        try:
+            ended = self.ended_tasks("sleepy", 4)
+            self.assertEqual([m["task_id"] for m in ended], ["quiet"])
+            self.assertEqual(metric(self.sc, 'ringside_tasks_expired_total{reason="idle"}'), 1)
+        finally:
+            p.communicate(b"\n", timeout=10)
+        self.dash.assert_receives(self)
+
     def test_max_rings(self):
         self.start("--max-rings", "2")
         env = dict(os.environ, RINGSIDE_SHM_DIR=self.sc.shm_dir)
