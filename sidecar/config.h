@@ -59,7 +59,7 @@
     X(http_conns_per_ip, "http-conns-per-ip", INT, "16", 1, 1000000,                               \
       "connections per client IP still sending their HTTP request (trusted proxies exempt)")      \
     X(max_http_conns, "max-http-conns", INT, "512", 1, 1000000,                                    \
-      "connections in total still sending their HTTP request (503 above)")                         \
+      "connections in total still sending their HTTP request (the oldest is closed above)")        \
     X(fd_reserve, "fd-reserve", INT, "64", 0, 1000000,                                             \
       "file descriptors kept for rings and Redis: clients get 503 above the fd limit minus this")  \
     X(handshake_timeout, "handshake-timeout", INT, "10", 1, 300,                                   \

@@ -55,6 +55,7 @@ typedef struct conn {
     char ip[64];   /* the client: the TCP peer, or from a trusted proxy's Forwarded header */
     char peer[64]; /* the TCP peer */
     int holds_http_slot; /* counted in --http-conns-per-ip / --max-http-conns until upgraded */
+    struct conn *http_next, *http_prev; /* server's HTTP-phase list, newest first */
     upgrade *up;  /* between a validated upgrade request and the 101 */
     int is_head;  /* the request was HEAD: responses carry no body */
     int admitting; /* waiting for the cluster-wide admission verdict */
@@ -96,6 +97,8 @@ typedef struct conn {
     double in_msg_tokens;       /* inbound budget: --client-msg-rate bucket */
     double in_byte_tokens;      /* inbound budget: --client-byte-rate bucket (inflated bytes) */
     uint64_t in_mono;           /* last refill of both */
+    int in_blocked;             /* over the inbound budget: never read again, closed */
+    size_t read_budget;         /* bytes recv_cb may still read in this wslay_event_recv call */
     int shutdown_pending;       /* drain: send shutdown + close 1001 when the timer fires */
     uint16_t close_after_flush; /* close with this code once the send queue is empty */
     close_reason close_after_why;

@@ -180,8 +180,18 @@ static void kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
 static void http_phase_end(conn *c)
 {
     server *srv = c->srv;
-    if (c->holds_http_slot & HTTP_SLOT_TOTAL)
+    if (c->holds_http_slot & HTTP_SLOT_TOTAL) {
         srv->n_http--;
+        if (c->http_prev != NULL)
+            c->http_prev->http_next = c->http_next;
+        else
+            srv->http_head = c->http_next;
+        if (c->http_next != NULL)
+            c->http_next->http_prev = c->http_prev;
+        else
+            srv->http_tail = c->http_prev;
+        c->http_next = c->http_prev = NULL;
+    }
     if (c->holds_http_slot & HTTP_SLOT_PER_IP)
         ratelimit_user_release(srv->http_rl, c->peer);
     c->holds_http_slot = 0;
@@ -318,6 +328,27 @@ static void shed_at_accept(server *srv, int fd, const char *peer, reject_reason 
     }
 }
 
+/* --max-http-conns reached: closes the connection that has been in the HTTP phase longest.
+ * Counted as http_conns and logged like a shed (at most once a second). */
+static void evict_oldest_http(server *srv)
+{
+    static uint64_t last_log, suppressed;
+    conn *old = srv->http_tail;
+    g_metrics.rejections[REJ_HTTP_TOTAL]++;
+    uint64_t now = util_mono_ns();
+    if (now - last_log >= SHED_LOG_INTERVAL_NS) {
+        log_warn("connection shed", "\"ip\":\"%s\",\"reason\":\"http_conns\",\"evicted\":true,"
+                 "\"age_ms\":%llu,\"suppressed\":%llu,\"http_conns\":%llu",
+                 old->ip, (unsigned long long)((now - old->opened_mono) / 1000000ull),
+                 (unsigned long long)suppressed, (unsigned long long)srv->n_http);
+        last_log = now;
+        suppressed = 0;
+    } else {
+        suppressed++;
+    }
+    conn_abort(old, CLOSE_EOF, "evicted: --max-http-conns");
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -350,14 +381,16 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         /* Slowloris: connections still sending their request are capped in total and per peer
          * (a trusted proxy carries many clients: only the total applies to it). */
-        if (srv->n_http >= (uint64_t)srv->cfg->max_http_conns) {
-            shed_at_accept(srv, fd, peer, REJ_HTTP_TOTAL);
-            continue;
-        }
         int per_ip = !proxy_list_contains(&srv->proxies, peer);
         if (per_ip && ratelimit_user_acquire(srv->http_rl, peer) != 0) {
             shed_at_accept(srv, fd, peer, REJ_HTTP_PER_IP);
             continue;
+        }
+        if (srv->n_http >= (uint64_t)srv->cfg->max_http_conns && srv->http_tail != NULL) {
+            /* Full: the oldest pending request makes room (not the new one), so a probe or a
+             * real client that sends its request at once is served even while half-sent
+             * requests from many addresses fill the table. */
+            evict_oldest_http(srv);
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -366,6 +399,13 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         snprintf(c->ip, sizeof c->ip, "%s", peer);
         c->holds_http_slot = HTTP_SLOT_TOTAL | (per_ip ? HTTP_SLOT_PER_IP : 0);
         srv->n_http++;
+        c->http_prev = NULL;
+        c->http_next = srv->http_head;
+        if (srv->http_head != NULL)
+            srv->http_head->http_prev = c;
+        srv->http_head = c;
+        if (srv->http_tail == NULL)
+            srv->http_tail = c;
         c->fd = fd;
         c->srv = srv;
         c->id = ++srv->next_id;

@@ -24,6 +24,7 @@ typedef struct server {
     struct ratelimit *anon_rl; /* --anon-conn-rate per client IP: no or a failed token */
     struct ratelimit *http_rl; /* --http-conns-per-ip: connections in the HTTP phase per peer */
     uint64_t n_http;           /* connections in the HTTP phase (--max-http-conns) */
+    conn *http_head, *http_tail; /* those connections, newest first (the tail is evicted) */
     long fd_limit;             /* accepted fds at or above this are shed (RLIMIT_NOFILE - reserve) */
     proxy_list proxies;        /* --trusted-proxies */
     struct cluster *cl;       /* NULL in embedded mode */

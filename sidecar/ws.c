@@ -30,7 +30,10 @@
 #define WSLAY_QUEUE_READ_LIMIT (64u * 1024u) /* reading pauses while this much waits in wslay */
 #define OUTBOX_MAX ARRAY_LEN(((conn *)0)->ob) /* data frames per writev */
 #define WRITE_BATCHES 16 /* writevs per pump before other connections get their turn */
+#define READ_BUDGET (64u * 1024u) /* bytes read per wslay_event_recv before others get a turn */
 
+
+static void close_now(conn *c, uint16_t code, close_reason why, const char *text);
 
 /* ---- wslay callbacks ------------------------------------------------------------------------ */
 
@@ -52,6 +55,17 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
         c->bytes_in += n;
         return (ssize_t)n;
     }
+    if (c->in_blocked || c->read_budget == 0) {
+        /* Over the inbound budget: never read again.  Read budget of this pump used up: the
+         * connection is pumped again after the others had their turn (a client sending at line
+         * rate would otherwise keep wslay_event_recv reading forever). */
+        if (!c->in_blocked)
+            conn_mark_dirty(c);
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    if (len > c->read_budget)
+        len = c->read_budget;
     if (wslay_event_get_queued_msg_length(ctx) > WSLAY_QUEUE_READ_LIMIT) {
         /* Replies (pongs) pile up faster than the peer takes them: read on once they went. */
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
@@ -60,6 +74,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
     for (;;) {
         ssize_t n = recv(c->fd, data, len, 0);
         if (n > 0) {
+            c->read_budget -= (size_t)n;
             c->bytes_in += (uint64_t)n;
             g_metrics.bytes_received += (uint64_t)n;
             return n;
@@ -298,11 +313,16 @@ static void inbound_charge(conn *c, size_t bytes)
         c->in_byte_tokens -= (double)bytes;
 }
 
+/* Over budget: nothing more is read from this client (its flood stays in the kernel and costs
+ * no CPU here), the close frame goes out at once, and the TCP connection is closed right after it
+ * (RFC 6455 7.1.1 lets the server close first); see conn_pump. */
 static void inbound_exceeded(conn *c, const char *what)
 {
     char text[96];
     snprintf(text, sizeof text, "inbound %s budget exceeded", what);
-    conn_close_ws(c, 1008, CLOSE_INBOUND_RATE, text);
+    c->in_blocked = 1;
+    if (c->state == CONN_WS)
+        close_now(c, 1008, CLOSE_INBOUND_RATE, text);
 }
 
 static void on_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
@@ -1012,7 +1032,8 @@ void conn_pump(conn *c)
         uint64_t before_in = c->bytes_in, before_out = c->bytes_out;
         /* While our writes are blocked nothing more is read: a peer that sends (pings, say) but
          * never reads would otherwise grow wslay's reply queue without bound (B12). */
-        int may_read = !c->send_blocked && (c->readable || c->pre != NULL);
+        int may_read = !c->send_blocked && !c->in_blocked && (c->readable || c->pre != NULL);
+        c->read_budget = READ_BUDGET;
         if (may_read && wslay_event_want_read(c->ws) && wslay_event_recv(c->ws) != 0) {
             if (!c->io_failed) {
                 /* wslay refused a frame (bad length, fragmented control frame, …) and gave up
@@ -1069,7 +1090,11 @@ void conn_pump(conn *c)
     if (round == 16)
         conn_mark_dirty(c); /* budget used up with work left: go on in this loop iteration */
     note_close_sent(c);
-    int want_read = wslay_event_want_read(c->ws) && !c->send_blocked;
+    if (c->in_blocked && wslay_event_get_close_sent(c->ws)) {
+        conn_abort(c, c->why, "closed: inbound budget exceeded");
+        return;
+    }
+    int want_read = wslay_event_want_read(c->ws) && !c->send_blocked && !c->in_blocked;
     int want_write = wslay_event_want_write(c->ws) || c->ob_n > 0 || c->close_pending;
     if (!wslay_event_want_read(c->ws) && !want_write && !c->close_pending) {
         /* Close handshake done. */

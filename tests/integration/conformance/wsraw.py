@@ -137,10 +137,12 @@ class RawWS:
 
     @classmethod
     def connect(cls, port, path="/ws/events", headers=None, timeout=5.0, pre_frames=b"",
-                extensions=None):
+                extensions=None, source=None):
         """Opens a TCP connection and performs the handshake; raises HandshakeError on a refusal.
-        pre_frames are sent in the same write as the request (pipelined behind the head)."""
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        pre_frames are sent in the same write as the request (pipelined behind the head).
+        source: the local address to connect from (e.g. "127.0.0.2"), default any."""
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",
