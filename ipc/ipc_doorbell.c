@@ -33,10 +33,12 @@ int ipc_doorbell_open(const char *dir, ipc_doorbell **out)
         errno = ENAMETOOLONG;
         return IPC_ESYS;
     }
-    int fd = open(p, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+    int fd = open(p, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660);
     if (fd == -1)
         return IPC_ESYS;
-    (void)fchmod(fd, 0666); /* agents in other containers (other uids) ring it */
+    /* Agents in other containers (other uids) ring it: they share the group (fsGroup), as for the
+     * rings; nobody else may write (or truncate) it. */
+    (void)fchmod(fd, 0660);
     struct stat st;
     if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
         int e = errno;

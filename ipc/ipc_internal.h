@@ -79,4 +79,18 @@ static inline void ipc_guard_leave(void)
     ipc_guard_active = 0;
 }
 
+/* Rescued mappings (the writer's side, in the agent's process, issue 17).  Another process of the
+ * pod may truncate a ring or the doorbell that the SDK has mapped; a store there would raise
+ * SIGBUS and kill the agent.  A mapping registered here is instead replaced, by the SIGBUS handler,
+ * with anonymous zero memory at the same address (mmap MAP_FIXED), and the faulting instruction
+ * retried: the agent goes on, its writes to that mapping are lost (counted by the caller through
+ * ipc_rescue_faulted).  No sigsetjmp on the fast path, no lock held across a fault.
+ * ipc_rescue_add returns a slot (>= 0) or -1 when all IPC_RESCUE_MAX slots are taken (the mapping
+ * is then unprotected); ipc_rescue_remove(-1) is a no-op.  Installs the SIGBUS handler. */
+#define IPC_RESCUE_MAX 256
+int ipc_rescue_add(void *p, size_t len);
+void ipc_rescue_remove(int slot);
+/* 1 once the mapping of slot was replaced (it faulted), else 0. */
+int ipc_rescue_faulted(int slot);
+
 #endif /* RINGSIDE_IPC_INTERNAL_H */

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -32,8 +34,69 @@ _Thread_local volatile sig_atomic_t ipc_guard_active;
 static struct sigaction guard_prev;
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
 
+/* ---- rescued mappings ---------------------------------------------------------------------- */
+
+/* Lock-free table read by the signal handler: a slot is claimed by a CAS of base from 0. */
+static struct rescue_slot {
+    _Atomic uintptr_t base;
+    _Atomic size_t len;
+    _Atomic int faulted;
+} rescue[IPC_RESCUE_MAX];
+
+int ipc_rescue_add(void *p, size_t len)
+{
+    if (p == NULL || len == 0)
+        return -1;
+    ipc_guard_ensure();
+    for (int i = 0; i < IPC_RESCUE_MAX; i++) {
+        uintptr_t expect = 0;
+        /* len is stored before base is published below (release via the CAS's seq_cst) */
+        if (atomic_load_explicit(&rescue[i].base, memory_order_relaxed) != 0)
+            continue;
+        atomic_store_explicit(&rescue[i].len, len, memory_order_relaxed);
+        atomic_store_explicit(&rescue[i].faulted, 0, memory_order_relaxed);
+        if (atomic_compare_exchange_strong(&rescue[i].base, &expect, (uintptr_t)p))
+            return i;
+    }
+    return -1;
+}
+
+void ipc_rescue_remove(int slot)
+{
+    if (slot >= 0 && slot < IPC_RESCUE_MAX)
+        atomic_store(&rescue[slot].base, (uintptr_t)0);
+}
+
+int ipc_rescue_faulted(int slot)
+{
+    return slot >= 0 && slot < IPC_RESCUE_MAX &&
+           atomic_load_explicit(&rescue[slot].faulted, memory_order_relaxed);
+}
+
+/* Replaces the rescued mapping holding addr with zero pages; 1 if addr was in one.  mmap is a
+ * plain system call here (not on POSIX's async-signal-safe list, but it takes no user-space lock
+ * in glibc, which is what matters). */
+static int rescue_fault(uintptr_t addr)
+{
+    for (int i = 0; i < IPC_RESCUE_MAX; i++) {
+        uintptr_t base = atomic_load(&rescue[i].base);
+        size_t len = atomic_load(&rescue[i].len);
+        if (base == 0 || addr < base || addr - base >= len)
+            continue;
+        void *p = mmap((void *)base, len, PROT_READ | PROT_WRITE,
+                       MAP_FIXED | MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return 0;
+        atomic_store(&rescue[i].faulted, 1);
+        return 1;
+    }
+    return 0;
+}
+
 static void guard_handler(int sig, siginfo_t *si, void *uc)
 {
+    if (si != NULL && rescue_fault((uintptr_t)si->si_addr))
+        return; /* the faulting access is retried on the zero pages */
     if (ipc_guard_active) {
         ipc_guard_active = 0;
         siglongjmp(ipc_guard_jb, 1);

@@ -64,7 +64,10 @@ struct ipc_writer {
     uint32_t freeq_head, freeq_count;
 
     _Atomic(ipc_doorbell_shm *) db;
+    _Atomic int db_rescue;         /* ipc_rescue slot of db, -1 while unknown */
+    _Atomic int db_lost;           /* doorbells dropped after a fault (each leaks its 4 KiB) */
     _Atomic int64_t db_next_check; /* CLOCK_MONOTONIC_COARSE seconds */
+    int ring_rescue;               /* ipc_rescue slot of the ring mapping */
 
     char dir[PATH_MAX];
     char path[PATH_MAX];
@@ -107,19 +110,40 @@ static ipc_doorbell_shm *wr_doorbell_find(ipc_writer *w)
     close(fd);
     if (db == NULL)
         return NULL;
+    /* Any process of the pod may truncate the doorbell: a fault turns it into zero pages. */
+    int slot = ipc_rescue_add(db, IPC_PAGE);
     uint8_t magic[8];
     ipc_shm_read(magic, db->magic, 8);
     if (memcmp(magic, IPC_DOORBELL_MAGIC, 8) != 0) {
+        ipc_rescue_remove(slot);
         ipc_unmap(db, IPC_PAGE);
         return NULL;
     }
     ipc_doorbell_shm *expect = NULL;
     if (!atomic_compare_exchange_strong_explicit(&w->db, &expect, db, memory_order_acq_rel,
                                                  memory_order_acquire)) {
+        ipc_rescue_remove(slot);
         ipc_unmap(db, IPC_PAGE);
         return expect;
     }
+    atomic_store_explicit(&w->db_rescue, slot, memory_order_release);
     return db;
+}
+
+#define WR_DOORBELL_LOST_MAX 8 /* after this many faulted doorbells, no more wake-ups */
+
+/* The doorbell faulted (truncated under us) and is zero pages now: forget it and look for the
+ * sidecar's doorbell again from the next second.  Its mapping is left in place (another thread
+ * may be using it; zero pages cannot fault), so each loss leaks 4 KiB, hence the cap. */
+static void wr_doorbell_drop(ipc_writer *w, ipc_doorbell_shm *db)
+{
+    ipc_doorbell_shm *expect = db;
+    if (!atomic_compare_exchange_strong_explicit(&w->db, &expect, NULL, memory_order_acq_rel,
+                                                 memory_order_acquire))
+        return;
+    ipc_rescue_remove(atomic_exchange_explicit(&w->db_rescue, -1, memory_order_acq_rel));
+    if (atomic_fetch_add_explicit(&w->db_lost, 1, memory_order_relaxed) + 1 >= WR_DOORBELL_LOST_MAX)
+        atomic_store_explicit(&w->db_next_check, INT64_MAX, memory_order_relaxed);
 }
 
 /* Called after a commit.  Dekker with the reader's arm: our commit, then the load of sleeping,
@@ -142,8 +166,13 @@ static void wr_notify(ipc_writer *w, int sc_commit)
     }
     if (!sc_commit)
         atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&db->sleeping, memory_order_seq_cst) == 0)
+    if (atomic_load_explicit(&db->sleeping, memory_order_seq_cst) == 0) {
+        /* A truncated doorbell reads as zero pages (sleeping == 0): check the rare case here,
+         * off the path that wakes. */
+        if (ipc_rescue_faulted(atomic_load_explicit(&w->db_rescue, memory_order_relaxed)))
+            wr_doorbell_drop(w, db);
         return;
+    }
     if (atomic_exchange_explicit(&db->sleeping, 0, memory_order_acq_rel) == 0)
         return;
     atomic_fetch_add_explicit(&db->seq, 1, memory_order_release);
@@ -553,6 +582,8 @@ void ipc_writer_get_stats(const ipc_writer *w, ipc_writer_stats *out)
     out->term_bytes_written = atomic_load_explicit(&p->term_bytes_written, memory_order_relaxed);
     out->term_bytes_dropped = atomic_load_explicit(&p->term_bytes_dropped, memory_order_relaxed);
     out->wakeups = atomic_load_explicit(&p->wakeups, memory_order_relaxed);
+    out->ring_lost = ipc_rescue_faulted(w->ring_rescue);
+    out->doorbells_lost = (uint32_t)atomic_load_explicit(&w->db_lost, memory_order_relaxed);
 }
 
 const char *ipc_writer_path(const ipc_writer *w)
@@ -626,6 +657,8 @@ int ipc_writer_open(const ipc_writer_config *cfg, ipc_writer **out)
     if (w == NULL)
         return IPC_ENOMEM;
     w->fd = -1;
+    w->ring_rescue = -1;
+    atomic_init(&w->db_rescue, -1);
     w->tasks = calloc(ntasks, sizeof *w->tasks);
     w->rings = calloc(nrings ? nrings : 1, sizeof *w->rings);
     w->freeq = calloc(nrings ? nrings : 1, sizeof *w->freeq);
@@ -689,6 +722,9 @@ int ipc_writer_open(const ipc_writer_config *cfg, ipc_writer **out)
     w->base = ipc_map_file(w->fd, w->size, 1);
     if (w->base == NULL)
         goto fail_sys;
+    /* Another process of the pod (same group) may truncate the ring: our stores then go to zero
+     * pages instead of raising SIGBUS in the agent (docs/ring.md "Hostile peers"). */
+    w->ring_rescue = ipc_rescue_add(w->base, w->size);
 
     ipc_header *h = (ipc_header *)(void *)w->base;
     memcpy(h->magic, IPC_MAGIC, 8);
@@ -736,6 +772,8 @@ int ipc_writer_open(const ipc_writer_config *cfg, ipc_writer **out)
     for (uint32_t r = 0; r < nrings; r++)
         pthread_mutex_init(&w->rings[r].mu, NULL);
     atomic_init(&w->db, NULL);
+    atomic_init(&w->db_rescue, -1);
+    atomic_init(&w->db_lost, 0);
     atomic_init(&w->db_next_check, 0);
     (void)wr_doorbell_find(w);
     *out = w;
@@ -743,6 +781,7 @@ int ipc_writer_open(const ipc_writer_config *cfg, ipc_writer **out)
 
 fail_sys:
     err = errno;
+    ipc_rescue_remove(w->ring_rescue);
     ipc_unmap(w->base, w->size);
     unlink(tmp);
     close(w->fd);
@@ -760,7 +799,9 @@ void ipc_writer_close(ipc_writer *w)
     atomic_store_explicit(&w->db_next_check, 0, memory_order_relaxed);
     wr_notify(w, 0);
     ipc_doorbell_shm *db = atomic_load_explicit(&w->db, memory_order_acquire);
+    ipc_rescue_remove(atomic_load_explicit(&w->db_rescue, memory_order_acquire));
     ipc_unmap(db, IPC_PAGE);
+    ipc_rescue_remove(w->ring_rescue);
     ipc_unmap(w->base, w->size);
     /* Explicit unlock: the lock belongs to the open file description, which a fork child may
      * still share until its atfork handler has closed its copy. */
@@ -786,7 +827,9 @@ void ipc_writer_free_abandoned(ipc_writer *w)
     if (w == NULL)
         return;
     ipc_writer_abandon(w);
+    ipc_rescue_remove(atomic_load_explicit(&w->db_rescue, memory_order_acquire));
     ipc_unmap(atomic_load_explicit(&w->db, memory_order_acquire), IPC_PAGE);
+    ipc_rescue_remove(w->ring_rescue);
     ipc_unmap(w->base, w->size);
     writer_free_mem(w);
 }

@@ -34,6 +34,8 @@ typedef struct ipc_writer_config {
 typedef struct ipc_writer_stats {
     uint64_t events_published, events_dropped, progress_updates;
     uint64_t term_bytes_written, term_bytes_dropped, wakeups;
+    int ring_lost;           /* the ring file was truncated under us: writes go nowhere since */
+    uint32_t doorbells_lost; /* doorbell mappings dropped after being truncated under us */
 } ipc_writer_stats;
 
 /* Creates dir/.tmp.<pid>.<nonce>, pre-allocates it (fallocate), initialises it, takes flock

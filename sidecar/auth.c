@@ -831,6 +831,7 @@ static int check_claims(const auth_config *cfg, json_t *claims, int64_t now, aut
     memcpy(id->user, sub, strlen(sub) + 1);
     auth_fingerprint(id->user, strlen(id->user), id->user_fp);
     id->exp = has_exp ? exp : 0;
+    id->leeway = cfg->leeway;
     id->iat = has_iat ? iat : 0;
     return AUTH_OK;
 }
@@ -1005,7 +1006,10 @@ int64_t auth_identity_ttl(const auth_identity *id, int64_t now)
         return -1;
     if (id->exp == 0)
         return INT64_MAX;
-    return id->exp - now;
+    if (id->exp > INT64_MAX - id->leeway)
+        return INT64_MAX;
+    int64_t until = id->exp + id->leeway;
+    return until > now ? until - now : -1;
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -93,6 +93,7 @@ typedef struct auth_identity {
     size_t n_agents;                 /* <= AUTH_LIST_MAX */
     int64_t exp; /* `exp` (Unix seconds); 0 = none (only if allowed by config) */
     int64_t iat; /* `iat`, 0 when absent */
+    int leeway;  /* the verifier's leeway (s): the identity lapses at exp + leeway */
 } auth_identity;
 
 /*
@@ -163,7 +164,8 @@ int auth_allows_project(const auth_identity *id, const char *project);
  * agent; else 0.  NULL arguments give 0.  O(log n). */
 int auth_allows_agent(const auth_identity *id, const char *project, const char *agent);
 
-/* Seconds until id expires at time now (negative: already expired); INT64_MAX if it has no exp. */
+/* Seconds until id lapses at time now — exp plus the leeway it was verified with, the same instant
+ * auth_verify would start refusing it (negative: already lapsed); INT64_MAX if it has no exp. */
 int64_t auth_identity_ttl(const auth_identity *id, int64_t now);
 
 /* A static description of err for logs ("unknown error" for unknown codes). */

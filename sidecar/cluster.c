@@ -249,9 +249,9 @@ static void req_reply(void *ud, int status, const redisReply *reply)
         reply = NULL;
     }
     if (status == RC_OK && reply->type == REDIS_REPLY_ERROR) {
-        char esc[256];
-        log_warn("redis script error", "\"script\":%d,\"error\":\"%s\"", r->script,
-                 log_esc(esc, sizeof(esc), reply->str, reply->len));
+        int elen = reply->len > 255 ? 255 : (int)reply->len;
+        log_warn("redis script error", "\"script\":%d,\"error\":\"%.*s\"", r->script, elen,
+                 reply->str);
     }
     req_dispatch(r, status, reply);
 }

@@ -45,8 +45,12 @@
     X(drain_timeout, "drain-timeout", INT, "30", 0, 3600, "seconds to wait for clients on SIGTERM") \
     X(replay_window, "replay-window", INT, "300", 1, 86400, "seconds of persisted events kept for replay") \
     X(replay_max, "replay-max", INT, "100000", 16, 10000000, "most persisted events kept for replay") \
-    X(max_message, "max-message", INT, "1048576", 128, 67108864,                                   \
-      "largest client message in bytes (close 1009 above)")                                        \
+    X(max_message, "max-message", INT, "16384", 128, 67108864,                                     \
+      "largest client message in bytes, after inflating (close 1009 above)")                      \
+    X(client_msg_rate, "client-msg-rate", INT, "20", 0, 1000000,                                   \
+      "messages per second a client may send (close 1008 above; 0: unlimited)")                   \
+    X(client_byte_rate, "client-byte-rate", INT, "65536", 0, 1073741824,                           \
+      "message bytes per second (inflated) a client may send (close 1008 above; 0: unlimited)")   \
     X(send_queue, "send-queue", INT, "100", 4, 1000000,                                            \
       "messages queued per connection before non-critical drops")                                  \
     X(send_queue_bytes, "send-queue-bytes", INT, "4194304", 4096, 1073741824,                      \
@@ -61,9 +65,27 @@
     X(max_connections, "max-connections", INT, "20000", 1, 1000000,                                \
       "connections per instance (503 with Retry-After above)")                                     \
     X(user_conns, "user-conns", INT, "5", 0, 100000000, "concurrent connections per user (429 above; 0: unlimited)") \
+    X(anon_conn_rate, "anon-conn-rate", INT, "30", 0, 100000000,                                    \
+      "connection attempts per minute per client IP without a valid token (429 above; 0: unlimited)") \
+    X(trusted_proxies, "trusted-proxies", STR, NULL, 0, 0,                                         \
+      "CIDRs of reverse proxies whose Forwarded/X-Forwarded-For names the client (unset: none)")   \
+    X(http_conns_per_ip, "http-conns-per-ip", INT, "16", 1, 1000000,                               \
+      "connections per client IP still sending their HTTP request (trusted proxies exempt)")      \
+    X(max_http_conns, "max-http-conns", INT, "512", 1, 1000000,                                    \
+      "connections in total still sending their HTTP request (the oldest is closed above)")        \
+    X(fd_reserve, "fd-reserve", INT, "64", 0, 1000000,                                             \
+      "file descriptors kept for rings and Redis: clients get 503 above the fd limit minus this")  \
     X(handshake_timeout, "handshake-timeout", INT, "10", 1, 300,                                   \
       "seconds a client may take to send its HTTP request")                                        \
     X(max_header, "max-header", INT, "8192", 1024, 65536, "largest HTTP request head in bytes (431 above)") \
+    X(max_rings, "max-rings", INT, "16384", 1, 1000000,                                            \
+      "agent rings read at once (more wait in the directory until one ends)")                      \
+    X(max_tasks_per_agent, "max-tasks-per-agent", INT, "64", 1, 100000,                            \
+      "running tasks kept per agent (events of more are dropped)")                                 \
+    X(task_idle_timeout, "task-idle-timeout", INT, "3600", 0, 31536000,                            \
+      "seconds without an event after which a running task is ended (0: never)")                 \
+    X(task_close_grace, "task-close-grace", INT, "300", 0, 86400,                                  \
+      "seconds after an agent's last process closed cleanly before its running tasks end (0: never)") \
     X(scrollback, "scrollback", INT, "65536", 0, 16777216,                                         \
       "bytes of terminal output kept per task for late joiners")                                   \
     X(progress_interval, "progress-interval", INT, "100", 1, 10000,                                \

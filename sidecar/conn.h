@@ -53,7 +53,10 @@ typedef struct conn {
     conn_endpoint endpoint;
     uint64_t id;
     char cid[33]; /* random id (hex) for the registry and logs */
-    char ip[64];
+    char ip[64];   /* the client: the TCP peer, or from a trusted proxy's Forwarded header */
+    char peer[64]; /* the TCP peer */
+    int holds_http_slot; /* counted in --http-conns-per-ip / --max-http-conns until upgraded */
+    struct conn *http_next, *http_prev; /* server's HTTP-phase list, newest first */
     upgrade *up;  /* between a validated upgrade request and the 101 */
     int is_head;  /* the request was HEAD: responses carry no body */
     int admitting; /* waiting for the cluster-wide admission verdict */
@@ -92,6 +95,11 @@ typedef struct conn {
     uint64_t sub_tokens_mono;
     uint64_t behind_since_mono; /* first drop since the queue was last empty, 0 if none */
     unsigned bad_messages;      /* invalid client messages so far (abuse → 1008) */
+    double in_msg_tokens;       /* inbound budget: --client-msg-rate bucket */
+    double in_byte_tokens;      /* inbound budget: --client-byte-rate bucket (inflated bytes) */
+    uint64_t in_mono;           /* last refill of both */
+    int in_blocked;             /* over the inbound budget: never read again, closed */
+    size_t read_budget;         /* bytes recv_cb may still read in this wslay_event_recv call */
     int shutdown_pending;       /* drain: send shutdown + close 1001 when the timer fires */
     uint16_t close_after_flush; /* close with this code once the send queue is empty */
     close_reason close_after_why;

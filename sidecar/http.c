@@ -112,6 +112,17 @@ const http_header *http_find_header(const http_request *req, const char *name)
     return NULL;
 }
 
+size_t http_count_header(const http_request *req, const char *name)
+{
+    size_t len = strlen(name), n = 0;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const http_header *h = &req->headers[i];
+        if (h->name_len == len && strncasecmp(h->name, name, len) == 0)
+            n++;
+    }
+    return n;
+}
+
 int http_has_token(const char *value, size_t len, const char *token)
 {
     size_t tlen = strlen(token);

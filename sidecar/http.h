@@ -46,6 +46,10 @@ int http_parse_request(const char *buf, size_t len, http_request *req);
 /* Case-insensitive header lookup; returns the first match or NULL. */
 const http_header *http_find_header(const http_request *req, const char *name);
 
+/* Number of header fields named name (case-insensitive): a server that relies on a field's value
+ * refuses a request that repeats it (RFC 6455 11.3, RFC 7230 5.4). */
+size_t http_count_header(const http_request *req, const char *name);
+
 /* 1 if the comma-separated header value contains token (case-insensitive), else 0. */
 int http_has_token(const char *value, size_t len, const char *token);
 

@@ -43,11 +43,13 @@ typedef struct task {
     uint64_t progress_sent_mono;
     /* terminal scrollback: bytes [sb_start, sb_end) by absolute position */
     unsigned char *sb;
-    size_t sb_cap;
+    size_t sb_cap;   /* --scrollback */
+    size_t sb_alloc; /* bytes of sb allocated: grows with use up to sb_cap (issue 17) */
     uint64_t sb_start, sb_end;
     uint64_t term_lost;
     conn *subs; /* terminal subscribers */
     uint64_t relay_until; /* owner: relay bytes to the cluster until then (a remote watcher) */
+    uint64_t active_mono; /* last event of the task, for --task-idle-timeout */
     struct agent *agent;
     struct task *next;
 } task;
@@ -74,6 +76,7 @@ typedef struct agent {
     uint8_t pending_status;
     uint64_t pending_ts_ns;
     char pending_detail[IPC_TEXT_MAX + 1];
+    uint64_t closed_mono; /* its last ring closed cleanly then (0: a ring is attached or it died) */
     task *tasks;
     struct agent *next;
 } agent;
@@ -105,6 +108,7 @@ struct hub {
     size_t r_head, r_len, r_cap;
     ev_timer progress_timer;
     ev_timer sweep_timer;   /* evicts agents gone for longer than the replay window */
+    ev_timer task_timer;    /* ends idle tasks and those of cleanly closed agents */
     ev_timer relay_timer;   /* renews terminal watch requests to the owning instance */
     ev_timer budget_timer;  /* publishes statuses that waited for --agent-status-rate */
     history *hist;          /* ended tasks for the snapshot and late terminal viewers */
@@ -191,9 +195,12 @@ static void trim_tasks(agent *a)
 static task *get_task(hub *h, agent *a, const char *task_id, uint64_t ts_ns)
 {
     task *t = find_task(a, task_id);
-    if (t != NULL)
+    if (t != NULL) {
+        t->active_mono = util_mono_ns();
         return t;
+    }
     t = xcalloc(1, sizeof *t);
+    t->active_mono = util_mono_ns();
     snprintf(t->id, sizeof t->id, "%s", task_id);
     t->started_ns = ts_ns;
     t->agent = a;
@@ -652,6 +659,25 @@ static void send_progress(hub *h, task *t)
 }
 
 static void terminal_end_for(hub *h, conn *c, task *t);
+static void end_task(hub *h, agent *a, task *t, uint8_t outcome, int32_t exit_code, uint64_t ts_ns);
+
+/* Ends a's running tasks (only those idle since before idle_before, when not 0) with outcome.
+ * end_task may free ended tasks (trim_tasks), so the list is walked afresh after each end.
+ * Returns how many ended. */
+static unsigned end_running_tasks(hub *h, agent *a, uint8_t outcome, uint64_t idle_before,
+                                  uint64_t ts_ns)
+{
+    unsigned n = 0;
+    for (;;) {
+        task *t = a->tasks;
+        while (t != NULL && (t->ended || (idle_before != 0 && t->active_mono >= idle_before)))
+            t = t->next;
+        if (t == NULL)
+            return n;
+        end_task(h, a, t, outcome, -1, ts_ns);
+        n++;
+    }
+}
 
 /* Copies an ended task into the history (its output tail when this instance holds it); the
  * scrollback is then freed unless someone is still reading it. */
@@ -710,12 +736,24 @@ static void sb_append(task *t, const uint8_t *data, size_t len)
         t->sb_start = t->sb_end += len;
         return;
     }
-    if (t->sb == NULL)
-        t->sb = xmalloc(t->sb_cap);
     if (len > t->sb_cap) {
         data += len - t->sb_cap;
         t->sb_end += len - t->sb_cap;
         len = t->sb_cap;
+    }
+    /* Allocated as used: before the first wrap, position p sits at offset p, so the buffer can
+     * grow (doubling, from 4 KiB) up to --scrollback without moving anything. */
+    if (t->sb_alloc < t->sb_cap) {
+        uint64_t need = t->sb_end + len;
+        if (need > t->sb_alloc) {
+            size_t n = t->sb_alloc ? t->sb_alloc : 4096;
+            while (n < need && n < t->sb_cap)
+                n *= 2;
+            if (n > t->sb_cap || need > t->sb_cap)
+                n = t->sb_cap;
+            t->sb = xrealloc(t->sb, n);
+            t->sb_alloc = n;
+        }
     }
     for (size_t i = 0; i < len;) {
         size_t off = (size_t)(t->sb_end % t->sb_cap);
@@ -906,15 +944,47 @@ void hub_ring_attached(hub *h, const ipc_identity *id)
 {
     agent *a = find_agent(h, id, 1);
     a->rings++;
+    a->closed_mono = 0; /* a new process continues the agent's tasks */
     a->died = 0;
     a->local = 1;
     snprintf(a->origin, sizeof a->origin, "%s", h->cfg->instance_id);
+}
+
+/* 1 if ev would make a new running task of a while it has --max-tasks-per-agent of them: the
+ * event is then dropped, counted and logged (at most once a second), issue 17. */
+static int task_over_limit(hub *h, agent *a, const ipc_event *ev)
+{
+    if (ev->type != IPC_EV_TASK_START && ev->type != IPC_EV_PROGRESS && ev->type != IPC_EV_TERM &&
+        ev->type != IPC_EV_TERM_GAP)
+        return 0;
+    task *t = find_task(a, ev->task_id);
+    if (t != NULL && !t->ended)
+        return 0;
+    if (t != NULL && ev->type != IPC_EV_TASK_START)
+        return 0; /* late bytes or progress of an ended task do not restart it */
+    long running = 0;
+    for (task *u = a->tasks; u != NULL; u = u->next)
+        running += !u->ended;
+    if (running < h->cfg->max_tasks_per_agent)
+        return 0;
+    g_metrics.tasks_refused++;
+    static uint64_t logged_mono;
+    uint64_t now = util_mono_ns();
+    if (now - logged_mono >= 1000000000ull) {
+        log_warn("task event dropped: --max-tasks-per-agent reached",
+                 "\"agent\":\"%s\",\"project\":\"%s\",\"task\":\"%s\",\"running\":%ld",
+                 a->id, a->project, ev->task_id, running);
+        logged_mono = now;
+    }
+    return 1;
 }
 
 void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
 {
     agent *a = find_agent(h, id, 1);
     a->active_mono = util_mono_ns();
+    if (task_over_limit(h, a, ev))
+        return;
     switch (ev->type) {
     case IPC_EV_STATUS:
         agent_status(h, a, ev->status, ev->detail, ev->ts_ns);
@@ -1005,6 +1075,8 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean)
         a->rings--;
     if (a->rings == 0)
         flush_pending_status(h, a); /* the agent's last word is not held back */
+    if (a->rings == 0 && clean)
+        a->closed_mono = a->active_mono; /* its running tasks end after --task-close-grace */
     if (a->rings > 0 || clean)
         return;
     g_metrics.agent_deaths++;
@@ -1012,10 +1084,7 @@ void hub_ring_detached(hub *h, const ipc_identity *id, int clean)
     uint64_t now = util_now_ns();
     log_warn("agent ended without closing", "\"agent\":\"%s\",\"project\":\"%s\",\"pid\":%d",
              a->id, a->project, (int)id->pid);
-    for (task *t = a->tasks; t != NULL; t = t->next) {
-        if (!t->ended)
-            end_task(h, a, t, 3 /* failed */, -1, now);
-    }
+    end_running_tasks(h, a, 3 /* failed */, 0, now);
     if (!a->has_status || (a->status != 3 && a->status != 4 && a->status != 5))
         publish_status(h, a, 3, "agent process ended without closing", now);
 }
@@ -1807,6 +1876,37 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* Issue 17: tasks that never end are ended — those of an agent whose last ring closed cleanly
+ * --task-close-grace ago (no process continued them), and any idle for --task-idle-timeout —
+ * with outcome "cancelled", counted and logged. */
+static void task_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    hub *h = container_of(w, hub, task_timer);
+    uint64_t now = util_mono_ns();
+    uint64_t grace = (uint64_t)h->cfg->task_close_grace * 1000000000ull;
+    uint64_t idle = (uint64_t)h->cfg->task_idle_timeout * 1000000000ull;
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        unsigned n = 0;
+        const char *why = NULL;
+        if (grace != 0 && a->rings == 0 && a->closed_mono != 0 && now - a->closed_mono >= grace) {
+            a->closed_mono = 0;
+            n = end_running_tasks(h, a, 5 /* cancelled */, 0, util_now_ns());
+            g_metrics.tasks_ended_after_close += n;
+            why = "closed";
+        } else if (idle != 0 && now > idle) {
+            n = end_running_tasks(h, a, 5 /* cancelled */, now - idle, util_now_ns());
+            g_metrics.tasks_expired_idle += n;
+            why = "idle";
+        }
+        if (n > 0)
+            log_info("tasks ended by the sidecar",
+                     "\"agent\":\"%s\",\"project\":\"%s\",\"tasks\":%u,\"reason\":\"%s\"",
+                     a->id, a->project, n, why);
+    }
+}
+
 hub *hub_new(struct ev_loop *loop, const config *cfg)
 {
     hub *h = xcalloc(1, sizeof *h);
@@ -1825,6 +1925,13 @@ hub *hub_new(struct ev_loop *loop, const config *cfg)
     double sweep = cfg->replay_window < 60 ? (double)cfg->replay_window / 2 : 30.;
     ev_timer_init(&h->sweep_timer, sweep_cb, sweep, sweep);
     ev_timer_start(loop, &h->sweep_timer);
+    /* A quarter of the shorter delay (1..30 s): a task ends at most 25 % late. */
+    double shortest = cfg->task_close_grace > 0 ? (double)cfg->task_close_grace : 120.;
+    if (cfg->task_idle_timeout > 0 && (double)cfg->task_idle_timeout < shortest)
+        shortest = (double)cfg->task_idle_timeout;
+    double period = shortest / 4.0 < 0.25 ? 0.25 : shortest / 4.0 > 30. ? 30. : shortest / 4.0;
+    ev_timer_init(&h->task_timer, task_timer_cb, period, period);
+    ev_timer_start(loop, &h->task_timer);
     ev_timer_init(&h->relay_timer, relay_timer_cb, RELAY_RENEW_S, RELAY_RENEW_S);
     ev_timer_init(&h->budget_timer, budget_timer_cb, 1.0, 0.);
     return h;
@@ -1837,6 +1944,7 @@ void hub_free(hub *h)
     h->closing = 1;
     ev_timer_stop(h->loop, &h->progress_timer);
     ev_timer_stop(h->loop, &h->sweep_timer);
+    ev_timer_stop(h->loop, &h->task_timer);
     ev_timer_stop(h->loop, &h->relay_timer);
     ev_timer_stop(h->loop, &h->budget_timer);
     for (size_t i = 0; i < h->r_len; i++)

@@ -4,7 +4,10 @@
  * Every line is one JSON object: {"ts":"…","level":"info","msg":"…", fields…}.  Fields are given as
  * a printf-like list of JSON members without braces, e.g.
  *     log_info("client connected", "\"conn\":%llu,\"ip\":\"%s\"", id, ip);
- * String values that may hold untrusted bytes must be escaped with log_esc() first.
+ * Every %s argument is escaped as JSON string content by log_write itself (so a ring file name or
+ * a client's text cannot forge a field or a line): put it between \"…\" and pass it raw, never
+ * pre-escaped.  Supported conversions: d i u x X o c f e g p s, with flags, width, precision
+ * (also *) and the length modifiers h l ll z j.
  */
 #ifndef RINGSIDE_LOG_H
 #define RINGSIDE_LOG_H

@@ -88,6 +88,23 @@ void metrics_render(buf *b, metrics_extra_fn extra, void *ud)
     header(b, "ringside_rings_rejected_total", "counter",
            "Ring files refused (bad magic, version or geometry).");
     buf_printf(b, "ringside_rings_rejected_total %llu\n", (unsigned long long)m->rings_rejected);
+    header(b, "ringside_rings_open_retried_total", "counter",
+           "Ring opens that failed for want of file descriptors or memory (retried next scan).");
+    buf_printf(b, "ringside_rings_open_retried_total %llu\n",
+               (unsigned long long)m->rings_open_retried);
+    header(b, "ringside_rings_over_limit_total", "counter",
+           "Ring attaches deferred because --max-rings rings were being read.");
+    buf_printf(b, "ringside_rings_over_limit_total %llu\n", (unsigned long long)m->rings_over_limit);
+    header(b, "ringside_tasks_refused_total", "counter",
+           "Task events dropped because their agent had --max-tasks-per-agent running tasks.");
+    buf_printf(b, "ringside_tasks_refused_total %llu\n", (unsigned long long)m->tasks_refused);
+    header(b, "ringside_tasks_expired_total", "counter",
+           "Running tasks the sidecar ended, by reason (idle: --task-idle-timeout; closed: their "
+           "agent closed cleanly --task-close-grace ago).");
+    buf_printf(b, "ringside_tasks_expired_total{reason=\"idle\"} %llu\n",
+               (unsigned long long)m->tasks_expired_idle);
+    buf_printf(b, "ringside_tasks_expired_total{reason=\"closed\"} %llu\n",
+               (unsigned long long)m->tasks_ended_after_close);
     header(b, "ringside_rings_quarantined_total", "counter", "Rings dropped for corrupt content.");
     buf_printf(b, "ringside_rings_quarantined_total %llu\n", (unsigned long long)m->rings_quarantined);
     header(b, "ringside_agent_deaths_total", "counter", "Agents that ended without closing cleanly.");

@@ -28,7 +28,8 @@
     X(CLOSE_FORBIDDEN, "forbidden")                                                                \
     X(CLOSE_UNKNOWN_TASK, "unknown_task")                                                          \
     X(CLOSE_OUTPUT_EXPIRED, "output_expired")                                                      \
-    X(CLOSE_HISTORY_UNAVAILABLE, "history_unavailable")
+    X(CLOSE_HISTORY_UNAVAILABLE, "history_unavailable")                                            \
+    X(CLOSE_INBOUND_RATE, "inbound_rate")
 
 typedef enum close_reason {
 #define METRICS_ENUM_(name, label) name,
@@ -53,7 +54,12 @@ typedef enum close_reason {
     X(REJ_USER_CONNS, "user_conns")                                                                \
     X(REJ_CAPACITY, "capacity")                                                                    \
     X(REJ_DRAINING, "draining")                                                                    \
-    X(REJ_EMFILE, "emfile")
+    X(REJ_EMFILE, "emfile")                                                                        \
+    X(REJ_ANON_RATE, "anon_rate")                                                                  \
+    X(REJ_HTTP_PER_IP, "http_conns_per_ip")                                                        \
+    X(REJ_HTTP_TOTAL, "http_conns")                                                                \
+    X(REJ_BAD_FORWARDED, "bad_forwarded")                                                          \
+    X(REJ_FD_RESERVE, "fd_reserve")
 
 typedef enum reject_reason {
 #define METRICS_ENUM_(name, label) name,
@@ -87,6 +93,11 @@ typedef struct metrics {
     uint64_t events_in[MSG_KIND_COUNT];       /* events accepted into the hub by kind */
     uint64_t rings_active;                    /* gauge */
     uint64_t rings_rejected;                  /* ring files refused (bad magic/version/geometry) */
+    uint64_t rings_open_retried;              /* ring opens failed for want of fds/memory */
+    uint64_t rings_over_limit;                /* ring attaches deferred by --max-rings */
+    uint64_t tasks_refused;                   /* task events dropped by --max-tasks-per-agent */
+    uint64_t tasks_expired_idle;              /* running tasks ended by --task-idle-timeout */
+    uint64_t tasks_ended_after_close;         /* running tasks ended by --task-close-grace */
     uint64_t rings_quarantined;               /* rings dropped for corruption */
     uint64_t agent_deaths;                    /* agents that died without closing cleanly */
     uint64_t auth_failures;                   /* tokens refused at the handshake or on refresh */

@@ -305,7 +305,7 @@ static void rc_fail(redis_conn *rc, const char *why)
     char esc[256];
     rc->failures++;
     rc->stats.failures++;
-    log_esc(esc, sizeof(esc), why, strlen(why));
+    snprintf(esc, sizeof esc, "%s", why); /* log_write escapes it */
     if (rc->circuit == RC_HALF_OPEN ||
         (rc->circuit == RC_CLOSED && rc->failures >= rc->cfg.breaker_threshold)) {
         if (rc->circuit == RC_CLOSED) {

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +31,9 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define RETRY_AFTER_S 5
 #define HTTP_IN_INITIAL 1024 /* first size of a request-head buffer */
+#define HTTP_SLOT_TOTAL 1    /* conn.holds_http_slot bits */
+#define HTTP_SLOT_PER_IP 2
+#define SHED_LOG_INTERVAL_NS 1000000000ull /* at most one "connection shed" line per reason per s */
 
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -170,6 +175,28 @@ static void kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
     (void)revents;
 }
 
+/* The connection leaves the HTTP phase (upgraded or gone): its --max-http-conns and
+ * --http-conns-per-ip slots are given back. */
+static void http_phase_end(conn *c)
+{
+    server *srv = c->srv;
+    if (c->holds_http_slot & HTTP_SLOT_TOTAL) {
+        srv->n_http--;
+        if (c->http_prev != NULL)
+            c->http_prev->http_next = c->http_next;
+        else
+            srv->http_head = c->http_next;
+        if (c->http_next != NULL)
+            c->http_next->http_prev = c->http_prev;
+        else
+            srv->http_tail = c->http_prev;
+        c->http_next = c->http_prev = NULL;
+    }
+    if (c->holds_http_slot & HTTP_SLOT_PER_IP)
+        ratelimit_user_release(srv->http_rl, c->peer);
+    c->holds_http_slot = 0;
+}
+
 void server_retire(server *srv, conn *c)
 {
     if (c->state == CONN_DEAD)
@@ -186,6 +213,7 @@ void server_retire(server *srv, conn *c)
         ratelimit_user_release(srv->rl, c->user);
         c->holds_user_slot = 0;
     }
+    http_phase_end(c);
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -227,8 +255,10 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         malloc_trim(0);
         srv->freed_since_trim = 0;
     }
-    if (++srv->sweeps % 120 == 0) /* every minute */
+    if (++srv->sweeps % 120 == 0) { /* every minute */
         ratelimit_sweep(srv->rl, now);
+        ratelimit_sweep(srv->anon_rl, now);
+    }
 }
 
 static void accept_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -263,6 +293,62 @@ static void shed_on_emfile(server *srv)
     ev_timer_start(srv->loop, &srv->accept_retry);
 }
 
+/* Refuses a connection at accept (before any buffer is allocated): one static response, written
+ * without blocking, then close.  Counted, and logged at most once a second per reason with the
+ * number of refusals since the last line (a flood must not become a log flood). */
+static void shed_at_accept(server *srv, int fd, const char *peer, reject_reason why)
+{
+    static uint64_t last_log[REJECT_REASON_COUNT];
+    static uint64_t suppressed[REJECT_REASON_COUNT];
+    static const char b503[] = "{\"error\":\"busy\",\"message\":\"too many connections are "
+                               "pending or open: retry later\"}\n";
+    static const char b429[] = "{\"error\":\"http_conns_per_ip\",\"message\":\"too many of your "
+                               "connections are still sending their request\"}\n";
+    int total = why != REJ_HTTP_PER_IP;
+    char resp[512];
+    int len = snprintf(resp, sizeof resp,
+                       "HTTP/1.1 %s\r\nRetry-After: 5\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                       total ? "503 Service Unavailable" : "429 Too Many Requests",
+                       total ? sizeof b503 - 1 : sizeof b429 - 1, total ? b503 : b429);
+    ssize_t n = send(fd, resp, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+    close(fd);
+    g_metrics.rejections[why]++;
+    uint64_t now = util_mono_ns();
+    if (now - last_log[why] >= SHED_LOG_INTERVAL_NS) {
+        log_warn("connection shed", "\"ip\":\"%s\",\"reason\":\"%s\",\"suppressed\":%llu,"
+                 "\"http_conns\":%llu",
+                 peer, metrics_reject_reason_name(why), (unsigned long long)suppressed[why],
+                 (unsigned long long)srv->n_http);
+        last_log[why] = now;
+        suppressed[why] = 0;
+    } else {
+        suppressed[why]++;
+    }
+}
+
+/* --max-http-conns reached: closes the connection that has been in the HTTP phase longest.
+ * Counted as http_conns and logged like a shed (at most once a second). */
+static void evict_oldest_http(server *srv)
+{
+    static uint64_t last_log, suppressed;
+    conn *old = srv->http_tail;
+    g_metrics.rejections[REJ_HTTP_TOTAL]++;
+    uint64_t now = util_mono_ns();
+    if (now - last_log >= SHED_LOG_INTERVAL_NS) {
+        log_warn("connection shed", "\"ip\":\"%s\",\"reason\":\"http_conns\",\"evicted\":true,"
+                 "\"age_ms\":%llu,\"suppressed\":%llu,\"http_conns\":%llu",
+                 old->ip, (unsigned long long)((now - old->opened_mono) / 1000000ull),
+                 (unsigned long long)suppressed, (unsigned long long)srv->n_http);
+        last_log = now;
+        suppressed = 0;
+    } else {
+        suppressed++;
+    }
+    conn_abort(old, CLOSE_EOF, "evicted: --max-http-conns");
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -279,9 +365,47 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 log_warn("accept failed", "\"errno\":%d", errno);
             return;
         }
+        char peer[64];
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, peer, sizeof peer);
+        } else {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, peer, sizeof peer);
+        }
+        /* Descriptors are allocated lowest first, so fd tells how many are open: the last
+         * --fd-reserve of them are kept for rings, Redis and the spare. */
+        if (fd >= srv->fd_limit) {
+            shed_at_accept(srv, fd, peer, REJ_FD_RESERVE);
+            continue;
+        }
+        /* Slowloris: connections still sending their request are capped in total and per peer
+         * (a trusted proxy carries many clients: only the total applies to it). */
+        int per_ip = !proxy_list_contains(&srv->proxies, peer);
+        if (per_ip && ratelimit_user_acquire(srv->http_rl, peer) != 0) {
+            shed_at_accept(srv, fd, peer, REJ_HTTP_PER_IP);
+            continue;
+        }
+        if (srv->n_http >= (uint64_t)srv->cfg->max_http_conns && srv->http_tail != NULL) {
+            /* Full: the oldest pending request makes room (not the new one), so a probe or a
+             * real client that sends its request at once is served even while half-sent
+             * requests from many addresses fill the table. */
+            evict_oldest_http(srv);
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         conn *c = conn_alloc();
+        snprintf(c->peer, sizeof c->peer, "%s", peer);
+        snprintf(c->ip, sizeof c->ip, "%s", peer);
+        c->holds_http_slot = HTTP_SLOT_TOTAL | (per_ip ? HTTP_SLOT_PER_IP : 0);
+        srv->n_http++;
+        c->http_prev = NULL;
+        c->http_next = srv->http_head;
+        if (srv->http_head != NULL)
+            srv->http_head->http_prev = c;
+        srv->http_head = c;
+        if (srv->http_tail == NULL)
+            srv->http_tail = c;
         c->fd = fd;
         c->srv = srv;
         c->id = ++srv->next_id;
@@ -291,13 +415,6 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         c->state = CONN_HTTP;
         c->opened_mono = util_mono_ns();
         c->closed_by = "server";
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, c->ip, sizeof c->ip);
-        } else {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, c->ip, sizeof c->ip);
-        }
         c->next = srv->conns;
         if (srv->conns != NULL)
             srv->conns->prev = c;
@@ -314,6 +431,8 @@ int server_start(server *srv, struct ev_loop *loop, const config *cfg, struct hu
                  struct watch *wt, char *errbuf, size_t errlen)
 {
     memset(srv, 0, sizeof *srv);
+    if (proxy_list_parse(cfg->trusted_proxies, &srv->proxies, errbuf, errlen) != 0)
+        return -1;
     srv->loop = loop;
     srv->cfg = cfg;
     srv->hub = h;
@@ -360,6 +479,14 @@ int server_start(server *srv, struct ev_loop *loop, const config *cfg, struct hu
     ev_check_start(loop, &srv->reaper);
     ev_idle_init(&srv->kick, kick_cb);
     srv->rl = ratelimit_new(cfg->conn_rate, cfg->user_conns);
+    srv->anon_rl = ratelimit_new(cfg->anon_conn_rate, 0);
+    struct rlimit nofile;
+    srv->fd_limit = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                        ? (long)nofile.rlim_cur - cfg->fd_reserve
+                        : LONG_MAX;
+    if (srv->fd_limit < 16)
+        srv->fd_limit = 16; /* a tiny limit: still serve a few clients */
+    srv->http_rl = ratelimit_new(0, cfg->http_conns_per_ip);
     ev_timer_init(&srv->sweep_timer, sweep_cb, 0.5, 0.5);
     ev_timer_start(loop, &srv->sweep_timer);
 
@@ -427,8 +554,9 @@ static void respond_error(conn *c, int status, const char *reason, reject_reason
     buf_puts(&b, "}\n");
     g_metrics.rejections[why]++;
     log_write(why == REJ_NOT_FOUND ? LOG_DEBUG : LOG_INFO, "request refused",
-              "\"conn\":%llu,\"ip\":\"%s\",\"status\":%d,\"reason\":\"%s\"",
-              (unsigned long long)c->id, c->ip, status, metrics_reject_reason_name(why));
+              "\"conn\":%llu,\"ip\":\"%s\",\"status\":%d,\"reason\":\"%s\",\"error\":\"%s\","
+              "\"detail\":\"%s\"",
+              (unsigned long long)c->id, c->ip, status, metrics_reject_reason_name(why), code, text);
     respond(c, status, reason, "application/json", extra, b.data, b.len);
     buf_free(&b);
 }
@@ -547,6 +675,25 @@ static int read_filters(conn *c, const http_request *req)
     return 0;
 }
 
+/* Counts one attempt of c's client in bucket rl; when over, answers 429 with Retry-After and
+ * returns 1. */
+static int conn_rate_refused(conn *c, ratelimit *rl, reject_reason why)
+{
+    int wait = ratelimit_ip_admit(rl, c->ip, util_mono_ns());
+    if (wait <= 0)
+        return 0;
+    char retry[64];
+    snprintf(retry, sizeof retry, "Retry-After: %d\r\n", wait);
+    respond_error(c, 429, "Too Many Requests", why, "rate_limited",
+                  why == REJ_ANON_RATE
+                      ? "too many connection attempts without a valid token from your address "
+                        "(--anon-conn-rate): retry after Retry-After seconds"
+                      : "too many new connections from your address: retry after Retry-After "
+                        "seconds",
+                  retry);
+    return 1;
+}
+
 /* Verifies the token from ?token= or "Authorization: Bearer" (D1).  On failure answers 401 and
  * audit-logs the reason with the token's keyed fingerprint (never the token); returns -1. */
 static int authenticate(conn *c, const http_request *req)
@@ -576,6 +723,8 @@ static int authenticate(conn *c, const http_request *req)
         log_info("auth failure", "\"event\":\"auth_failure\",\"conn\":%llu,\"ip\":\"%s\","
                  "\"reason\":\"%s\",\"token_fp\":\"%s\"",
                  (unsigned long long)c->id, c->ip, auth_strerror(rc), fp);
+        if (conn_rate_refused(c, c->srv->anon_rl, REJ_ANON_RATE))
+            return -1;
         respond_error(c, 401, "Unauthorized", REJ_AUTH, auth_public_reason(rc),
                       auth_public_message(rc), NULL);
         return -1;
@@ -605,6 +754,7 @@ static void finish_upgrade(conn *c)
         conn_abort(c, CLOSE_IO_ERROR, "out of memory");
         return;
     }
+    http_phase_end(c);
     srv->n_ws++;
     if (srv->cl != NULL)
         cluster_conn_open(srv->cl, c);
@@ -658,10 +808,38 @@ static void admit_done(void *ud, int retry_after_s, int reason)
     finish_upgrade(c);
 }
 
+/* Header fields whose value the handshake relies on: each may appear at most once (RFC 6455 11.3.1,
+ * 11.3.5; RFC 7230 3.2.2 — a repeated field could make two parts of the server, or a proxy and the
+ * server, act on different values). */
+static const char *const single_fields[] = {"Upgrade", "Connection", "Sec-WebSocket-Key",
+                                            "Sec-WebSocket-Version", "Origin", "Authorization"};
+
+/* RFC 6455 4.2.1 / 4.1: an HTTP/1.1 (or higher) request whose relied-on fields are not repeated.
+ * On failure answers 400 and returns -1. */
+static int handshake_well_formed(conn *c, const http_request *req)
+{
+    if (req->minor_version < 1) {
+        respond_error(c, 400, "Bad Request", REJ_BAD_REQUEST, "http_version",
+                      "a WebSocket handshake must be an HTTP/1.1 request", NULL);
+        return -1;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(single_fields); i++) {
+        if (http_count_header(req, single_fields[i]) > 1) {
+            char text[96];
+            snprintf(text, sizeof text, "header field %s appears more than once", single_fields[i]);
+            respond_error(c, 400, "Bad Request", REJ_BAD_REQUEST, "duplicate_header", text, NULL);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, const char *task_id)
 {
     server *srv = c->srv;
     char retry[64];
+    if (handshake_well_formed(c, req) != 0)
+        return;
     snprintf(retry, sizeof retry, "Retry-After: %d\r\n", RETRY_AFTER_S);
     if (srv->draining) {
         respond_error(c, 503, "Service Unavailable", REJ_DRAINING, "draining",
@@ -673,22 +851,25 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
                       "this instance is at --max-connections: retry later", retry);
         return;
     }
-    int wait = ratelimit_ip_admit(srv->rl, c->ip, util_mono_ns());
-    if (wait > 0) {
-        snprintf(retry, sizeof retry, "Retry-After: %d\r\n", wait);
-        respond_error(c, 429, "Too Many Requests", REJ_CONN_RATE, "rate_limited",
-                      "too many new connections from your address: retry after Retry-After "
-                      "seconds",
-                      retry);
+    /* Admission (B9, issue 17): with authentication, attempts without a valid token (and refused
+     * origins) count in their own per-IP bucket, --anon-conn-rate, so that anonymous traffic
+     * behind a shared address cannot lock authenticated users out; --conn-rate then counts the
+     * authenticated attempts only.  Without authentication every attempt counts in --conn-rate. */
+    if (srv->auth == NULL && conn_rate_refused(c, srv->rl, REJ_CONN_RATE))
         return;
-    }
     if (!origin_allowed(srv, req)) {
+        if (srv->auth != NULL && conn_rate_refused(c, srv->anon_rl, REJ_ANON_RATE))
+            return;
         respond_error(c, 403, "Forbidden", REJ_ORIGIN, "origin_not_allowed",
                       "this page's origin is not allowed: add it to --allowed-origins", NULL);
         return;
     }
-    if (srv->auth != NULL && authenticate(c, req) != 0)
-        return;
+    if (srv->auth != NULL) {
+        if (authenticate(c, req) != 0)
+            return;
+        if (conn_rate_refused(c, srv->rl, REJ_CONN_RATE))
+            return;
+    }
     if (read_filters(c, req) != 0)
         return;
     if (c->has_ident && !c->ident.all_projects) {
@@ -780,6 +961,19 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
     finish_upgrade(c);
 }
 
+/* 1 if v is a valid Host field value: uri-host [":" port] (RFC 7230 5.4, RFC 3986 3.2.2), empty
+ * allowed. */
+static int host_valid(const char *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("-._~%!$&'()*+,;=:[]", ch) != NULL) || ch == '\0')
+            return 0;
+    }
+    return 1;
+}
+
 static void route(conn *c, const http_request *req)
 {
     server *srv = c->srv;
@@ -790,6 +984,24 @@ static void route(conn *c, const http_request *req)
     }
     memcpy(path, req->path, req->path_len);
     path[req->path_len] = '\0';
+    /* RFC 7230 5.4: 400 for an HTTP/1.1 request without Host, and for any request with more
+     * than one Host or an invalid one. */
+    size_t n_host = http_count_header(req, "Host");
+    const http_header *host = http_find_header(req, "Host");
+    if (n_host > 1 || (n_host == 0 && req->minor_version >= 1) ||
+        (host != NULL && !host_valid(host->value, host->value_len))) {
+        respond_error(c, 400, "Bad Request", REJ_BAD_REQUEST, "bad_host",
+                      n_host > 1    ? "more than one Host header field"
+                      : n_host == 0 ? "an HTTP/1.1 request needs a Host header field"
+                                    : "invalid Host header field",
+                      NULL);
+        return;
+    }
+    if (proxy_client_ip(&srv->proxies, c->peer, req, c->ip, sizeof c->ip) < 0) {
+        respond_error(c, 400, "Bad Request", REJ_BAD_FORWARDED, "bad_forwarded",
+                      "malformed Forwarded or X-Forwarded-For from a trusted proxy", NULL);
+        return;
+    }
     int is_get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
     int is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     c->is_head = is_head;
@@ -1069,7 +1281,9 @@ void server_stop(server *srv)
     ev_idle_stop(srv->loop, &srv->kick);
     ev_timer_stop(srv->loop, &srv->sweep_timer);
     ratelimit_free(srv->rl);
-    srv->rl = NULL;
+    ratelimit_free(srv->anon_rl);
+    ratelimit_free(srv->http_rl);
+    srv->rl = srv->anon_rl = srv->http_rl = NULL;
     if (srv->lfd >= 0)
         close(srv->lfd);
     if (srv->spare_fd >= 0)

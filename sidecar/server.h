@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "proxy.h"
 
 struct hub;
 struct watch;
@@ -20,6 +21,12 @@ typedef struct server {
     struct watch *watch;
     struct auth_config *auth; /* NULL with --no-auth */
     struct ratelimit *rl;     /* --conn-rate per IP, --user-conns per user */
+    struct ratelimit *anon_rl; /* --anon-conn-rate per client IP: no or a failed token */
+    struct ratelimit *http_rl; /* --http-conns-per-ip: connections in the HTTP phase per peer */
+    uint64_t n_http;           /* connections in the HTTP phase (--max-http-conns) */
+    conn *http_head, *http_tail; /* those connections, newest first (the tail is evicted) */
+    long fd_limit;             /* accepted fds at or above this are shed (RLIMIT_NOFILE - reserve) */
+    proxy_list proxies;        /* --trusted-proxies */
     struct cluster *cl;       /* NULL in embedded mode */
     ev_timer sweep_timer;
     uint64_t sweeps;

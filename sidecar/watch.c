@@ -65,6 +65,9 @@ struct watch {
     int stop;
     bad_file bad[MAX_QUARANTINED];
     size_t n_bad;
+    uint64_t retry_logged_mono; /* last "ring open failed: retrying" line */
+    uint64_t retry_suppressed;  /* such failures not logged since */
+    uint64_t limit_logged_mono; /* last "--max-rings reached" line */
 };
 
 /* ---- ring lifecycle ---------------------------------------------------------------------------- */
@@ -147,6 +150,15 @@ static int ring_drain(watch *w, ring *rg, int rounds)
 
 static int drain_all(watch *w);
 
+/* 1 if ipc_reader_open failed for want of a resource (fds, memory), not because of the file. */
+static int ring_open_transient(int rc, int err)
+{
+    if (rc == IPC_ENOMEM)
+        return 1;
+    return rc == IPC_ESYS &&
+           (err == EMFILE || err == ENFILE || err == ENOMEM || err == EAGAIN || err == EINTR);
+}
+
 static void try_open(watch *w, const char *name)
 {
     size_t len = strlen(name);
@@ -164,10 +176,37 @@ static void try_open(watch *w, const char *name)
     }
     if (is_bad(w, st.st_dev, st.st_ino))
         return;
+    if (w->n_rings >= (size_t)w->cfg->max_rings) {
+        /* Not an error of the ring: it attaches on a later scan, once another ring has ended. */
+        g_metrics.rings_over_limit++;
+        uint64_t now = util_mono_ns();
+        if (now - w->limit_logged_mono >= 1000000000ull) {
+            log_warn("ring not read: --max-rings reached", "\"path\":\"%s\",\"max_rings\":%ld",
+                     path, w->cfg->max_rings);
+            w->limit_logged_mono = now;
+        }
+        return;
+    }
     ipc_reader *r = NULL;
     int rc = ipc_reader_open(path, &r);
     if (rc == IPC_ENOTREADY)
         return; /* the SDK is still initialising it; the rescan comes back */
+    if (ring_open_transient(rc, errno)) {
+        /* Out of fds or memory says nothing about the ring: the next rescan retries it. */
+        g_metrics.rings_open_retried++;
+        uint64_t now = util_mono_ns();
+        if (now - w->retry_logged_mono >= 1000000000ull) {
+            log_warn("ring open failed: retrying on the next scan",
+                     "\"path\":\"%s\",\"error\":\"%s\",\"retry_in_s\":%.0f,\"suppressed\":%llu",
+                     path, rc == IPC_ENOMEM ? "out of memory" : strerror(errno), RESCAN_PERIOD_S,
+                     (unsigned long long)w->retry_suppressed);
+            w->retry_logged_mono = now;
+            w->retry_suppressed = 0;
+        } else {
+            w->retry_suppressed++;
+        }
+        return;
+    }
     if (rc != IPC_OK) {
         g_metrics.rings_rejected++;
         mark_bad(w, st.st_dev, st.st_ino);

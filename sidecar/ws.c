@@ -1,7 +1,6 @@
 #include "ws.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 
 #include "buf.h"
 #include "cluster.h"
+#include "cmsg.h"
 #include "hub.h"
 #include "log.h"
 #include "server.h"
@@ -30,7 +30,10 @@
 #define WSLAY_QUEUE_READ_LIMIT (64u * 1024u) /* reading pauses while this much waits in wslay */
 #define OUTBOX_MAX ARRAY_LEN(((conn *)0)->ob) /* data frames per writev */
 #define WRITE_BATCHES 16 /* writevs per pump before other connections get their turn */
+#define READ_BUDGET (64u * 1024u) /* bytes read per wslay_event_recv before others get a turn */
 
+
+static void close_now(conn *c, uint16_t code, close_reason why, const char *text);
 
 /* ---- wslay callbacks ------------------------------------------------------------------------ */
 
@@ -52,6 +55,17 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
         c->bytes_in += n;
         return (ssize_t)n;
     }
+    if (c->in_blocked || c->read_budget == 0) {
+        /* Over the inbound budget: never read again.  Read budget of this pump used up: the
+         * connection is pumped again after the others had their turn (a client sending at line
+         * rate would otherwise keep wslay_event_recv reading forever). */
+        if (!c->in_blocked)
+            conn_mark_dirty(c);
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    if (len > c->read_budget)
+        len = c->read_budget;
     if (wslay_event_get_queued_msg_length(ctx) > WSLAY_QUEUE_READ_LIMIT) {
         /* Replies (pongs) pile up faster than the peer takes them: read on once they went. */
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
@@ -60,6 +74,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, i
     for (;;) {
         ssize_t n = recv(c->fd, data, len, 0);
         if (n > 0) {
+            c->read_budget -= (size_t)n;
             c->bytes_in += (uint64_t)n;
             g_metrics.bytes_received += (uint64_t)n;
             return n;
@@ -143,35 +158,8 @@ static void bad_message(conn *c, const char *code, const char *text)
     send_error(c, code, text);
 }
 
-/* Reads a JSON array of ids into a filter list.  Returns 0 or -1 with err set. */
-static int read_id_array(json_t *arr, filter_list *out, const char *what, char *err, size_t errlen)
-{
-    filter_list_free(out);
-    if (arr == NULL || json_is_null(arr))
-        return 0;
-    if (!json_is_array(arr)) {
-        snprintf(err, errlen, "%s must be an array of ids", what);
-        return -1;
-    }
-    if (json_array_size(arr) > FILTER_MAX_IDS) {
-        snprintf(err, errlen, "%s: more than %d ids", what, FILTER_MAX_IDS);
-        return -1;
-    }
-    size_t i;
-    json_t *v;
-    json_array_foreach(arr, i, v)
-    {
-        const char *s = json_string_value(v);
-        if (s == NULL || !filter_id_valid(s, json_string_length(v))) {
-            snprintf(err, errlen, "%s[%zu] is not a valid id", what, i);
-            return -1;
-        }
-        filter_list_add(out, s, strlen(s));
-    }
-    return 0;
-}
-
-static void handle_subscribe(conn *c, json_t *root)
+/* {"type":"subscribe",…}: replaces the connection's filters (at most SUBSCRIBE_RATE a second). */
+static void handle_subscribe(conn *c, cmsg *m)
 {
     uint64_t now = util_mono_ns();
     c->sub_tokens += (double)(now - c->sub_tokens_mono) / 1e9 * SUBSCRIBE_RATE;
@@ -183,55 +171,20 @@ static void handle_subscribe(conn *c, json_t *root)
         return;
     }
     c->sub_tokens -= 1.0;
-    filter f;
-    memset(&f, 0, sizeof f);
-    char err[160];
-    if (read_id_array(json_object_get(root, "agent_ids"), &f.agents, "agent_ids", err,
-                      sizeof err) != 0 ||
-        read_id_array(json_object_get(root, "project_ids"), &f.projects, "project_ids", err,
-                      sizeof err) != 0) {
-        bad_message(c, "bad_filter", err);
-        filter_free(&f);
-        return;
-    }
-    f.types = FILTER_EV_ALL;
-    json_t *types = json_object_get(root, "event_types");
-    if (types != NULL && !json_is_null(types)) {
-        if (!json_is_array(types) || json_array_size(types) > FILTER_MAX_IDS) {
-            bad_message(c, "bad_filter", "event_types must be an array of type names");
-            filter_free(&f);
-            return;
-        }
-        uint32_t mask = 0;
-        size_t i;
-        json_t *v;
-        json_array_foreach(types, i, v)
-        {
-            uint32_t bit;
-            const char *s = json_string_value(v);
-            if (s == NULL || filter_parse_types(s, &bit, err, sizeof err) != 0 || strchr(s, ',')) {
-                bad_message(c, "bad_filter", s == NULL ? "event_types entries must be strings" : err);
-                filter_free(&f);
-                return;
-            }
-            mask |= bit;
-        }
-        if (mask != 0)
-            f.types = mask;
-    }
     if (c->has_ident && !c->ident.all_projects) {
-        for (unsigned i = 0; i < f.projects.n; i++) {
-            if (!auth_allows_project(&c->ident, f.projects.ids[i])) {
+        for (unsigned i = 0; i < m->filt.projects.n; i++) {
+            if (!auth_allows_project(&c->ident, m->filt.projects.ids[i])) {
+                char err[160];
                 snprintf(err, sizeof err, "project_ids: you may not see project '%s'",
-                         f.projects.ids[i]);
+                         m->filt.projects.ids[i]);
                 bad_message(c, "forbidden", err);
-                filter_free(&f);
                 return;
             }
         }
     }
     filter_free(&c->filt);
-    c->filt = f;
+    c->filt = m->filt; /* moved */
+    memset(&m->filt, 0, sizeof m->filt);
     hub_send_subscribed(c->srv->hub, c);
 }
 
@@ -258,26 +211,20 @@ static void arm_expiry(conn *c)
 
 /* {"type":"auth","token":…}: refreshes the token of a live connection.  The new token must name
  * the same user; permissions are recomputed from it and the expiry timer re-armed. */
-static void handle_auth(conn *c, json_t *root)
+static void handle_auth(conn *c, const cmsg *m)
 {
     if (c->srv->auth == NULL) {
         bad_message(c, "unsupported", "authentication is disabled on this server");
         return;
     }
-    const char *tok = json_string_value(json_object_get(root, "token"));
-    if (tok == NULL) {
-        bad_message(c, "bad_message", "auth needs a \"token\" string");
-        return;
-    }
-    size_t len = strlen(tok);
     auth_identity id;
     memset(&id, 0, sizeof id);
-    int rc = auth_verify(c->srv->auth, tok, len, (int64_t)time(NULL), &id);
+    int rc = auth_verify(c->srv->auth, m->token, m->token_len, (int64_t)time(NULL), &id);
     if (rc == AUTH_OK && strcmp(id.user, c->ident.user) != 0)
         rc = AUTH_EBAD_CLAIMS;
     if (rc != AUTH_OK) {
         char fp[AUTH_FP_HEX + 1];
-        auth_fingerprint(tok, len, fp);
+        auth_fingerprint(m->token, m->token_len, fp);
         g_metrics.auth_failures++;
         log_info("auth failure", "\"event\":\"auth_refresh_failure\",\"conn\":%llu,\"ip\":\"%s\","
                  "\"user\":\"%s\",\"reason\":\"%s\",\"token_fp\":\"%s\"",
@@ -290,42 +237,93 @@ static void handle_auth(conn *c, json_t *root)
     c->ident = id;
     arm_expiry(c);
     hub_rights_changed(c->srv->hub, c); /* narrowed rights apply to open streams at once */
-    char json[256];
-    int n = snprintf(json, sizeof json, "{\"type\":\"authenticated\",\"user\":\"%s\",\"exp\":%lld}",
-                     c->ident.user, (long long)c->ident.exp);
-    conn_send_text(c, json, (size_t)n, MSG_CONTROL, 1);
+    buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"type\":\"authenticated\"");
+    json_kstr(&b, "user", c->ident.user);
+    buf_printf(&b, ",\"exp\":%lld}", (long long)c->ident.exp);
+    conn_send_text(c, b.data, b.len, MSG_CONTROL, 1);
+    buf_free(&b);
 }
 
 static void handle_text(conn *c, const uint8_t *data, size_t len)
 {
-    json_error_t jerr;
-    json_t *root = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL || !json_is_object(root)) {
-        json_decref(root);
-        bad_message(c, "bad_json", "messages must be JSON objects with a \"type\"");
+    cmsg m;
+    const char *code;
+    char err[160];
+    if (cmsg_decode(data, len, c->endpoint == EP_EVENTS ? CMSG_EP_EVENTS : CMSG_EP_TERMINAL, &m,
+                    &code, err, sizeof err) != 0) {
+        bad_message(c, code, err);
         return;
     }
-    const char *type = json_string_value(json_object_get(root, "type"));
-    if (type == NULL) {
-        bad_message(c, "bad_message", "missing \"type\"");
-    } else if (strcmp(type, "pong") == 0) {
+    switch (m.type) {
+    case CMSG_PONG:
         c->missed_heartbeats = 0;
         if (c->srv->cl != NULL)
             cluster_conn_heartbeat(c->srv->cl, c);
-    } else if (strcmp(type, "subscribe") == 0 && c->endpoint == EP_EVENTS) {
-        handle_subscribe(c, root);
-    } else if (strcmp(type, "pause") == 0 && c->endpoint == EP_TERMINAL) {
+        break;
+    case CMSG_SUBSCRIBE:
+        handle_subscribe(c, &m);
+        break;
+    case CMSG_PAUSE:
         c->paused = 1;
-    } else if (strcmp(type, "resume") == 0 && c->endpoint == EP_TERMINAL) {
+        break;
+    case CMSG_RESUME:
         c->paused = 0;
         c->term_behind = 1;
         hub_conn_drained(c->srv->hub, c);
-    } else if (strcmp(type, "auth") == 0) {
-        handle_auth(c, root);
-    } else {
-        bad_message(c, "unknown_type", "unknown message type");
+        break;
+    case CMSG_AUTH:
+        handle_auth(c, &m);
+        break;
     }
-    json_decref(root);
+    cmsg_clear(&m);
+}
+
+/* The inbound budget (issue 17): data messages per second and their (inflated) bytes per second,
+ * token buckets holding one second's worth (the byte bucket at least one --max-message).  Returns
+ * the bytes a message may inflate to now (0: the message budget is spent). */
+static size_t inbound_allowance(conn *c)
+{
+    const config *cfg = c->srv->cfg;
+    uint64_t now = util_mono_ns();
+    double dt = (double)(now - c->in_mono) / 1e9;
+    c->in_mono = now;
+    double msg_cap = (double)cfg->client_msg_rate;
+    double byte_cap = (double)(cfg->client_byte_rate > cfg->max_message ? cfg->client_byte_rate
+                                                                        : cfg->max_message);
+    c->in_msg_tokens += dt * (double)cfg->client_msg_rate;
+    if (c->in_msg_tokens > msg_cap)
+        c->in_msg_tokens = msg_cap;
+    c->in_byte_tokens += dt * (double)cfg->client_byte_rate;
+    if (c->in_byte_tokens > byte_cap)
+        c->in_byte_tokens = byte_cap;
+    if (cfg->client_msg_rate > 0 && c->in_msg_tokens < 1.0)
+        return 0;
+    if (cfg->client_byte_rate == 0)
+        return (size_t)cfg->max_message;
+    double b = c->in_byte_tokens;
+    return b >= (double)cfg->max_message ? (size_t)cfg->max_message : b > 0 ? (size_t)b : 0;
+}
+
+static void inbound_charge(conn *c, size_t bytes)
+{
+    if (c->srv->cfg->client_msg_rate > 0)
+        c->in_msg_tokens -= 1.0;
+    if (c->srv->cfg->client_byte_rate > 0)
+        c->in_byte_tokens -= (double)bytes;
+}
+
+/* Over budget: nothing more is read from this client (its flood stays in the kernel and costs
+ * no CPU here), the close frame goes out at once, and the TCP connection is closed right after it
+ * (RFC 6455 7.1.1 lets the server close first); see conn_pump. */
+static void inbound_exceeded(conn *c, const char *what)
+{
+    char text[96];
+    snprintf(text, sizeof text, "inbound %s budget exceeded", what);
+    c->in_blocked = 1;
+    if (c->state == CONN_WS)
+        close_now(c, 1008, CLOSE_INBOUND_RATE, text);
 }
 
 static void on_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
@@ -337,10 +335,25 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event
     const uint8_t *data = arg->msg;
     size_t len = arg->msg_length;
     uint8_t *plain = NULL;
-    if ((arg->rsv & WSLAY_RSV1_BIT) &&
-        (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)) {
-        int rc = encode_inflate(&c->inf, &c->pmd, data, len, (size_t)c->srv->cfg->max_message,
-                                &plain, &len);
+    int is_data = arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME;
+    if (is_data && (c->state != CONN_WS || c->close_after_flush != 0))
+        return; /* closing: nothing more is processed */
+    size_t allowance = is_data ? inbound_allowance(c) : 0;
+    if (is_data && allowance == 0) {
+        inbound_exceeded(c, c->in_msg_tokens < 1.0 ? "message" : "byte");
+        return;
+    }
+    if (is_data && !(arg->rsv & WSLAY_RSV1_BIT) && len > allowance) {
+        inbound_exceeded(c, "byte");
+        return;
+    }
+    if ((arg->rsv & WSLAY_RSV1_BIT) && is_data) {
+        /* Inflating stops at what the budget allows: its CPU is bounded by the byte budget. */
+        int rc = encode_inflate(&c->inf, &c->pmd, data, len, allowance, &plain, &len);
+        if (rc == -2 && allowance < (size_t)c->srv->cfg->max_message) {
+            inbound_exceeded(c, "byte");
+            return;
+        }
         if (rc == -2) {
             conn_close_ws(c, 1009, CLOSE_TOO_BIG, "inflated message too big");
             return;
@@ -351,6 +364,8 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event
         }
         data = plain;
     }
+    if (is_data)
+        inbound_charge(c, len);
     switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
         if (!utf8_valid(data, len)) {
@@ -484,6 +499,10 @@ int ws_conn_init(conn *c)
     c->tokens = cfg->conn_msg_rate > 0 ? (double)cfg->conn_msg_rate : 0;
     c->tokens_mono = c->sub_tokens_mono = util_mono_ns();
     c->sub_tokens = SUBSCRIBE_RATE;
+    c->in_mono = util_mono_ns();
+    c->in_msg_tokens = (double)cfg->client_msg_rate;
+    c->in_byte_tokens = (double)(cfg->client_byte_rate > cfg->max_message ? cfg->client_byte_rate
+                                                                          : cfg->max_message);
     c->counted_open = 1;
     g_metrics.clients++;
     g_metrics.connections_total++;
@@ -680,7 +699,8 @@ static void q_push(conn *c, msg *m)
     }
     c->q[(c->q_head + c->q_len) % c->q_cap] = msg_ref(m);
     c->q_len++;
-    c->q_bytes += m->len;
+    if (m->kind != MSG_SNAPSHOT) /* the snapshot does not count toward the drop policy */
+        c->q_bytes += m->len;
 }
 
 static msg *q_pop(conn *c)
@@ -688,7 +708,8 @@ static msg *q_pop(conn *c)
     msg *m = c->q[c->q_head];
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len--;
-    c->q_bytes -= m->len;
+    if (m->kind != MSG_SNAPSHOT)
+        c->q_bytes -= m->len;
     return m;
 }
 
@@ -727,7 +748,12 @@ void conn_send(conn *c, msg *m)
     /* A terminal is a byte stream: only --send-queue-bytes bounds it (100 chunks of 4 KiB would
      * be 20 ms at 200 MB/s); event streams are bounded by both. */
     int over = (c->endpoint == EP_EVENTS && c->q_len >= soft) || c->q_bytes + m->len > soft_bytes;
-    if (over && !m->critical) {
+    if (m->kind == MSG_SNAPSHOT) {
+        /* The snapshot is never a sign of a slow client (issue 17: one larger than twice
+         * --send-queue-bytes closed every new dashboard with 4008): it is always queued, and
+         * bounded by the hub's caps on agents and tasks instead. */
+        q_push(c, m);
+    } else if (over && !m->critical) {
         count_drop(c, m);
     } else if ((c->endpoint == EP_EVENTS && c->q_len >= soft * QUEUE_HARD_FACTOR) ||
                c->q_bytes + m->len > soft_bytes * 2) {
@@ -878,6 +904,8 @@ static void sent_one(conn *c, msg *m)
  */
 static int write_data(conn *c)
 {
+    if (wslay_event_get_close_sent(c->ws))
+        return 0; /* RFC 6455 5.5.1: no data after our close frame */
     for (int batch = 0; batch < WRITE_BATCHES; batch++) {
         while (c->state == CONN_WS && c->ob_n < OUTBOX_MAX) {
             msg *m = next_message(c);
@@ -951,6 +979,36 @@ static int write_data(conn *c)
     return 0;
 }
 
+/* Once a close frame has gone out, nothing else may (RFC 6455 5.5.1): whoever queued it (wslay on a
+ * protocol error, us, or the peer's close being echoed), the connection is CLOSING from here on, so
+ * conn_send queues nothing more and write_data stops. */
+static void note_close_sent(conn *c)
+{
+    if (c->ws == NULL || !wslay_event_get_close_sent(c->ws))
+        return;
+    if (!c->why_set) {
+        /* wslay itself closed (1002 protocol error, 1007, 1009 message too big). */
+        uint16_t sent = wslay_event_get_status_code_sent(c->ws);
+        c->why_set = 1;
+        c->closed_by = "server";
+        c->close_code = sent;
+        c->why = sent == WSLAY_CODE_MESSAGE_TOO_BIG       ? CLOSE_TOO_BIG
+                 : sent == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ? CLOSE_BAD_UTF8
+                                                          : CLOSE_PROTOCOL;
+    }
+    if (c->state == CONN_WS) {
+        c->state = CONN_CLOSING;
+        c->close_after_flush = 0;
+        ev_timer_stop(c->srv->loop, &c->timer);
+        ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
+        ev_timer_start(c->srv->loop, &c->timer);
+    }
+    for (size_t i = 0; i < c->ob_n; i++) /* never half-written: frames alternate at boundaries */
+        msg_unref(c->ob[i]);
+    c->ob_n = c->ob_off = 0;
+    c->close_pending = 0;
+}
+
 void conn_pump(conn *c)
 {
     if (c->state == CONN_DEAD)
@@ -975,12 +1033,13 @@ void conn_pump(conn *c)
         uint64_t before_in = c->bytes_in, before_out = c->bytes_out;
         /* While our writes are blocked nothing more is read: a peer that sends (pings, say) but
          * never reads would otherwise grow wslay's reply queue without bound (B12). */
-        int may_read = !c->send_blocked && (c->readable || c->pre != NULL);
+        int may_read = !c->send_blocked && !c->in_blocked && (c->readable || c->pre != NULL);
+        c->read_budget = READ_BUDGET;
         if (may_read && wslay_event_want_read(c->ws) && wslay_event_recv(c->ws) != 0) {
             if (!c->io_failed) {
                 /* wslay refused a frame (bad length, fragmented control frame, …) and gave up
                  * without a close frame: send 1002 ourselves, between frames. */
-                if (!c->send_blocked && c->ob_off == 0) {
+                if (!c->send_blocked && c->ob_off == 0 && !wslay_event_get_close_sent(c->ws)) {
                     static const uint8_t close1002[4] = {0x88, 0x02, 0x03, 0xea};
                     ssize_t n = send(c->fd, close1002, sizeof close1002, MSG_NOSIGNAL);
                     (void)n;
@@ -1006,6 +1065,7 @@ void conn_pump(conn *c)
             conn_abort(c, CLOSE_IO_ERROR, "write error");
             return;
         }
+        note_close_sent(c);
         if ((c->state == CONN_WS || c->ob_off > 0) &&
             (c->ob_off > 0 || !wslay_event_want_write(c->ws)) && write_data(c) < 0) {
             conn_abort(c, CLOSE_IO_ERROR, "write error");
@@ -1030,24 +1090,13 @@ void conn_pump(conn *c)
     }
     if (round == 16)
         conn_mark_dirty(c); /* budget used up with work left: go on in this loop iteration */
-    int want_read = wslay_event_want_read(c->ws) && !c->send_blocked;
-    int want_write = wslay_event_want_write(c->ws) || c->ob_n > 0 || c->close_pending;
-    if (!c->why_set && wslay_event_get_close_sent(c->ws)) {
-        /* wslay itself closed (1002 protocol error, 1007, 1009 message too big). */
-        uint16_t sent = wslay_event_get_status_code_sent(c->ws);
-        c->why_set = 1;
-        c->closed_by = "server";
-        c->close_code = sent;
-        c->why = sent == WSLAY_CODE_MESSAGE_TOO_BIG       ? CLOSE_TOO_BIG
-                 : sent == WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA ? CLOSE_BAD_UTF8
-                                                          : CLOSE_PROTOCOL;
-        if (c->state == CONN_WS) {
-            c->state = CONN_CLOSING;
-            ev_timer_stop(c->srv->loop, &c->timer);
-            ev_timer_set(&c->timer, CLOSE_GRACE_S, 0.);
-            ev_timer_start(c->srv->loop, &c->timer);
-        }
+    note_close_sent(c);
+    if (c->in_blocked && wslay_event_get_close_sent(c->ws)) {
+        conn_abort(c, c->why, "closed: inbound budget exceeded");
+        return;
     }
+    int want_read = wslay_event_want_read(c->ws) && !c->send_blocked && !c->in_blocked;
+    int want_write = wslay_event_want_write(c->ws) || c->ob_n > 0 || c->close_pending;
     if (!wslay_event_want_read(c->ws) && !want_write && !c->close_pending) {
         /* Close handshake done. */
         if (c->close_code == 0)

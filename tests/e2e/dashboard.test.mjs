@@ -215,7 +215,9 @@ test('expired token: the page says the session expired and how to fix it', async
       strict.cleanup();
     }
     const token = execFileSync(bins.sidecar, ['token', '--jwt-key', keyFile, '--sub', 'e2e', '--projects', '*', '--ttl', '3'], { encoding: 'utf8' }).trim();
-    authBackend = new RealBackend(bins, { extraArgs: ['--jwt-key', keyFile] });
+    // --jwt-leeway 0: a live connection lapses at exp + leeway (the instant a handshake would be
+    // refused), so with the default 30 s leeway the 3 s token would be closed only after 33 s.
+    authBackend = new RealBackend(bins, { extraArgs: ['--jwt-key', keyFile, '--jwt-leeway', '0'] });
     await authBackend.start();
     url = `${authBackend.httpUrl}/?token=${encodeURIComponent(token)}`;
   } else {

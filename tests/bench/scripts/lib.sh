@@ -32,7 +32,8 @@ WORK=$(mktemp -d /tmp/ringside-bench.XXXXXX)
 # A load test from one IP with one anonymous user needs them raised; per-benchmark scripts may add
 # to this, and print what they used in their RESULT line.
 RINGSIDE_LIMIT_ARGS=(--conn-rate 1000000 --user-conns 1000000 --max-connections 20000
-                     --conn-msg-rate 1000000 --global-msg-rate 10000000)
+                     --conn-msg-rate 1000000 --global-msg-rate 10000000
+                     --http-conns-per-ip 1000000 --max-http-conns 1000000 --anon-conn-rate 0)
 
 bench_cleanup() {
     local p

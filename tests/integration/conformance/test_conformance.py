@@ -13,7 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conflib import SidecarClassCase, main, proc_rss_kib, sanitized  # noqa: E402
+from conflib import RawWS, SidecarClassCase, main, proc_rss_kib, sanitized  # noqa: E402
 from wsraw import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,  # noqa: E402
                    close_payload, encode_frame)
 
@@ -25,8 +25,81 @@ def padded_json(length):
     return '{"type":"x","p":"%s"}' % ("a" * (length - base))
 
 
+class Case0Handshake(SidecarClassCase):
+    """0.x: the opening handshake's MUSTs (RFC 6455 4.1, 4.2.1, 11.3; RFC 7230 5.4): each refused
+    with its status, counted, logged with its reason, while a dashboard alongside keeps working."""
+
+    def setUp(self):
+        super().setUp()
+        self.dash = self.ws()
+
+    def tearDown(self):
+        self.assertAlive(self.dash)  # the well-behaved dashboard was never disturbed
+        super().tearDown()
+
+    def refused(self, lines, status, error):
+        before = self.sc.metrics().get('ringside_http_rejections_total{reason="bad_request"}', 0)
+        mark = self.sc.n_logs()
+        _, st, hdrs, body = RawWS.request(self.sc.port, lines)
+        self.assertEqual(st, status, (lines, body[:200]))
+        self.assertEqual(json.loads(body)["error"], error, body)
+        entry = self.sc.wait_log(lambda l: l.get("msg") == "request refused" and
+                                 l.get("error") == error, start=mark)
+        self.assertIsNotNone(entry, "no log line naming %s" % error)
+        after = self.sc.metrics()['ringside_http_rejections_total{reason="bad_request"}']
+        self.assertEqual(after, before + 1)
+
+    def lines(self, **kw):
+        return RawWS.handshake_lines(self.sc.port, **kw)
+
+    def test_0_1_http_1_0_refused(self):
+        self.refused(self.lines(version="HTTP/1.0"), 400, "http_version")
+
+    def test_0_2_missing_host_refused(self):
+        lines = [l for l in self.lines() if not l.startswith("Host:")]
+        self.refused(lines, 400, "bad_host")
+        # RFC 7230 5.4 applies to every HTTP/1.1 request, not only handshakes.
+        st, _, _ = self.sc.raw(b"GET /healthz HTTP/1.1\r\n\r\n")
+        self.assertEqual(st, 400)
+
+    def test_0_3_duplicate_host_refused(self):
+        self.refused(self.lines() + ["Host: evil.example"], 400, "bad_host")
+        st, _, _ = self.sc.raw(b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n")
+        self.assertEqual(st, 400)
+
+    def test_0_4_invalid_host_refused(self):
+        lines = [l if not l.startswith("Host:") else "Host: a b/c" for l in self.lines()]
+        self.refused(lines, 400, "bad_host")
+
+    def test_0_5_duplicate_relied_on_fields_refused(self):
+        extra = {"Upgrade": "websocket", "Connection": "Upgrade",
+                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13",
+                 "Origin": "http://127.0.0.1:%d" % self.sc.port, "Authorization": "Bearer x"}
+        for name, value in extra.items():
+            with self.subTest(field=name):
+                lines = self.lines()
+                if name in ("Origin", "Authorization"):
+                    lines.append("%s: %s" % (name, value))
+                lines.append("%s: %s" % (name.lower(), value))  # field names are case-insensitive
+                self.refused(lines, 400, "duplicate_header")
+
+    def test_0_6_method_must_be_get(self):
+        for method in ("POST", "HEAD", "PUT"):
+            with self.subTest(method=method):
+                _, st, hdrs, _ = RawWS.request(self.sc.port, self.lines(method=method))
+                self.assertEqual(st, 405)
+                self.assertEqual(hdrs.get("allow"), "GET")
+
+    def test_0_7_http_1_0_plain_get_still_served(self):
+        # Not a handshake: a 1.0 probe without Host is answered (RFC 7230 5.4 is for 1.1).
+        st, _, _ = self.sc.raw(b"GET /healthz HTTP/1.0\r\n\r\n")
+        self.assertEqual(st, 200)
+
+
 class Case1Framing(SidecarClassCase):
     """1.x: text and binary messages of the length-encoding boundaries; masking rules."""
+
+    sidecar_args = ("--max-message", "65536", "--client-byte-rate", "0")
 
     LENGTHS = (0, 125, 126, 65535, 65536)
 
@@ -420,6 +493,37 @@ class Case7Close(SidecarClassCase):
         self.assertEqual(ops, [OP_CLOSE], "after the client's close only the close echo may come: %r"
                          % frames)
 
+    def _no_frame_after_close(self, frames):
+        ops = [f.opcode for f in frames]
+        self.assertIn(OP_CLOSE, ops, "no close frame: %r" % frames)
+        after = ops[ops.index(OP_CLOSE) + 1:]
+        self.assertEqual(after, [], "frames after the server's close (RFC 6455 5.5.1): %r" %
+                         frames[ops.index(OP_CLOSE):])
+
+    def test_7_11_no_snapshot_after_close_for_pipelined_protocol_error(self):
+        # A bad frame pipelined behind the handshake makes wslay close before the snapshot went
+        # out: the snapshot must then never follow the close frame.
+        for bad in (encode_frame(OP_TEXT, b'{"type":"pong"}', mask=False),  # unmasked: 1002
+                    encode_frame(OP_CLOSE, b"\x03"),                        # 1-byte close
+                    encode_frame(OP_PING, b"x" * 126)):                      # long ping: 1002
+            with self.subTest(frame=bad[:4]):
+                lines = RawWS.handshake_lines(self.sc.port)
+                w, st, _, _ = RawWS.request(self.sc.port, lines, pre_frames=bad)
+                self._socks.append(w)
+                self.assertEqual(st, 101)
+                self._no_frame_after_close(w.frames_until_eof())
+        self.assertServing()
+
+    def test_7_12_no_frame_after_close_on_terminal_refusal(self):
+        lines = RawWS.handshake_lines(self.sc.port, path="/ws/terminal/no-such-task")
+        w, st, _, _ = RawWS.request(self.sc.port, lines,
+                                    pre_frames=encode_frame(OP_PING, b"p"))
+        self._socks.append(w)
+        self.assertEqual(st, 101)
+        frames = w.frames_until_eof()
+        self._no_frame_after_close(frames)
+        self.assertEqual([f for f in frames if f.opcode == OP_CLOSE][0].close_code()[0], 4004)
+
     def test_7_9_close_after_fragment_start(self):
         # A close frame may come in the middle of a fragmented message; it is answered normally.
         w = self.ws()
@@ -440,7 +544,8 @@ class Case9Limits(SidecarClassCase):
     """9.x: --max-message (1009) and bounded memory under floods."""
 
     MAX = 1024
-    sidecar_args = ("--max-message", str(MAX))
+    # The floods here test memory bounds, not the inbound budget (integration_bounds does).
+    sidecar_args = ("--max-message", str(MAX), "--client-msg-rate", "0", "--client-byte-rate", "0")
 
     def test_9_1_message_at_limit_accepted(self):
         w = self.ws()
@@ -640,6 +745,9 @@ class Case12Compression(SidecarClassCase):
 
 class Case10Messages(SidecarClassCase):
     """Application rules (docs/protocol.md): error replies, 1008 after repeated abuse, binary 1003."""
+
+    # 25 messages in a burst would trip the inbound budget first (integration_bounds tests it).
+    sidecar_args = ("--client-msg-rate", "0")
 
     def test_10_1_unknown_type(self):
         w = self.ws()

@@ -137,10 +137,12 @@ class RawWS:
 
     @classmethod
     def connect(cls, port, path="/ws/events", headers=None, timeout=5.0, pre_frames=b"",
-                extensions=None):
+                extensions=None, source=None):
         """Opens a TCP connection and performs the handshake; raises HandshakeError on a refusal.
-        pre_frames are sent in the same write as the request (pipelined behind the head)."""
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        pre_frames are sent in the same write as the request (pipelined behind the head).
+        source: the local address to connect from (e.g. "127.0.0.2"), default any."""
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",
@@ -164,6 +166,41 @@ class RawWS:
         ws.response_headers = hdrs
         ws._setup_deflate(hdrs.get("sec-websocket-extensions", ""))
         return ws
+
+    @staticmethod
+    def handshake_lines(port, path="/ws/events", version="HTTP/1.1", method="GET"):
+        """The request line and header lines of a valid handshake (to be altered by a test)."""
+        key = base64.b64encode(os.urandom(16)).decode()
+        return ["%s %s %s" % (method, path, version), "Host: 127.0.0.1:%d" % port,
+                "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: %s" % key,
+                "Sec-WebSocket-Version: 13"]
+
+    @classmethod
+    def request(cls, port, lines, timeout=5.0, pre_frames=b""):
+        """Sends the request head made of lines (exactly as given: repeated fields stay repeated)
+        and reads the response head.  Returns (ws, status, headers, body); ws is connected when
+        status is 101 (no Sec-WebSocket-Accept check), closed otherwise."""
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + pre_frames)
+        ws = cls(sock)
+        status, hdrs, body = ws._read_head(timeout)
+        if status != 101:
+            sock.close()
+        ws.response_headers = hdrs
+        return ws, status, hdrs, body
+
+    def frames_until_eof(self, timeout=5.0):
+        """Every frame the server sends until it closes the TCP connection (or timeout)."""
+        deadline = time.monotonic() + timeout
+        out = []
+        while not self.eof:
+            f = self.recv_frame(max(0.0, deadline - time.monotonic()))
+            if f is None:
+                break
+            out.append(f)
+            if f.opcode == OP_CLOSE:
+                self.send_frame(OP_CLOSE, f.payload[:2])
+        return out
 
     def _read_head(self, timeout):
         deadline = time.monotonic() + timeout

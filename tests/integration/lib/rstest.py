@@ -43,7 +43,8 @@ class Sidecar:
             cmd.append("--no-auth")
         # Tests connect many times from 127.0.0.1: admission limits are off unless a test sets
         # them (later flags win).
-        cmd += ["--conn-rate", "0", "--user-conns", "0"]
+        cmd += ["--conn-rate", "0", "--user-conns", "0", "--anon-conn-rate", "0",
+                "--http-conns-per-ip", "1000000", "--max-http-conns", "1000000"]
         cmd += list(args)
         full_env = dict(os.environ)
         full_env.update(env or {})

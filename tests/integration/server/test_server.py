@@ -244,8 +244,11 @@ class HttpHostile(SidecarClassCase):
 
     def test_many_abusive_connections_at_once(self):
         socks = []
+        # From another address than the checks below: one address may hold only
+        # --http-conns-per-ip connections in the HTTP phase (issue 17).
         for i in range(50):
-            s = socket.create_connection(("127.0.0.1", self.sc.port), timeout=5)
+            s = socket.create_connection(("127.0.0.1", self.sc.port), timeout=5,
+                                         source_address=("127.0.0.2", 0))
             s.sendall(b"GET /healthz HTTP/1.1\r\n" if i % 2 else b"\xff" * 64 + b"\r\n\r\n")
             socks.append(s)
         self.assertServing()
@@ -530,7 +533,9 @@ class Emfile(unittest.TestCase):
     NOFILE = 48
 
     def test_emfile(self):
-        sc = Sidecar((), prefix=("prlimit", "--nofile=%d:%d" % (self.NOFILE, self.NOFILE), "--"))
+        # Many connections from one address: --http-conns-per-ip would shed them before EMFILE.
+        sc = Sidecar(("--http-conns-per-ip", "1000", "--fd-reserve", "0"),
+                     prefix=("prlimit", "--nofile=%d:%d" % (self.NOFILE, self.NOFILE), "--"))
         self.addCleanup(sc.stop)
         pid = sc.proc.pid
         base = proc_nfds(pid)

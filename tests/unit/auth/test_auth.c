@@ -307,7 +307,7 @@ static void verify_minted(const char *alg, const char *priv, const char *pub)
     check_identity_alice(&id);
     assert_int_equal(id.all_agents, 0);
     assert_int_equal(id.n_agents, 1);
-    assert_int_equal(auth_identity_ttl(&id, NOW + 100), 3500);
+    assert_int_equal(auth_identity_ttl(&id, NOW + 100), 3505); /* exp + leeway 5 */
     auth_identity_clear(&id);
     assert_null(id.projects);
     auth_identity_clear(&id); /* idempotent */
@@ -542,10 +542,24 @@ static void test_expired_and_leeway(void **state)
     assert_int_equal(verify_str(strict, tok, NOW + 1000), AUTH_EEXPIRED);
     assert_int_equal(verify_str(lenient, tok, NOW + 29), AUTH_OK);
     assert_int_equal(verify_str(lenient, tok, NOW + 30), AUTH_EEXPIRED);
+    {
+        /* Expiry of a live connection honours the leeway too (no accept-then-4001). */
+        auth_identity id;
+        assert_int_equal(auth_verify(lenient, tok, strlen(tok), NOW + 29, &id), AUTH_OK);
+        assert_int_equal(auth_identity_ttl(&id, NOW + 29), 1);
+        assert_true(auth_identity_ttl(&id, NOW + 30) < 0);
+        auth_identity_clear(&id);
+    }
     free(tok);
     /* Huge and negative values do not overflow. */
     tok = hs_token(HS_HDR, "{\"sub\":\"a\",\"projects\":[],\"exp\":9223372036854775807}");
     assert_int_equal(verify_str(lenient, tok, NOW), AUTH_OK);
+    {
+        auth_identity id;
+        assert_int_equal(auth_verify(lenient, tok, strlen(tok), NOW, &id), AUTH_OK);
+        assert_true(auth_identity_ttl(&id, NOW) > INT64_MAX / 4); /* no overflow */
+        auth_identity_clear(&id);
+    }
     free(tok);
     tok = hs_token(HS_HDR, "{\"sub\":\"a\",\"projects\":[],\"exp\":-9223372036854775807}");
     assert_int_equal(verify_str(lenient, tok, NOW), AUTH_EEXPIRED);
