@@ -211,6 +211,11 @@ struct redis_conn {
     int ever_ready;
     int freeing;
     unsigned pending;
+    /* Timed commands in the order sent (Redis answers in order).  Only the oldest one's deadline
+     * runs, from when the reply before it came: a long pipeline that Redis works through steadily
+     * (10,000 registry writes after an outage) is not failed for its length, while a stalled
+     * Redis still fails the connection within one --redis command timeout. */
+    struct rc_cmd *tq_head, *tq_tail;
     ev_timer hs_timer;    /* connect + handshake deadline; subscription confirmation */
     ev_timer retry_timer; /* reconnect after backoff (or at once) */
     redis_conn_msg_cb sub_cb;
@@ -221,6 +226,9 @@ struct redis_conn {
 
 typedef struct rc_cmd {
     ev_timer timer;
+    struct rc_cmd *tq_next; /* timed queue (redis_conn.tq_head) */
+    int tq_linked;
+    double timeout;
     redis_conn *rc;
     redis_conn_reply_cb cb;
     void *ud;
@@ -272,12 +280,49 @@ static double rc_backoff(const redis_conn *rc)
     return d * (0.8 + 0.4 * (double)randombytes_uniform(1000) / 1000.0);
 }
 
+/* Starts the deadline of the oldest timed command, if it is not running. */
+static void tq_arm(redis_conn *rc)
+{
+    rc_cmd *head = rc->tq_head;
+    if (head != NULL && !ev_is_active(&head->timer)) {
+        ev_timer_set(&head->timer, head->timeout, 0.);
+        ev_timer_start(rc->loop, &head->timer);
+    }
+}
+
+static void tq_unlink(redis_conn *rc, rc_cmd *cmd)
+{
+    if (!cmd->tq_linked)
+        return;
+    ev_timer_stop(rc->loop, &cmd->timer);
+    rc_cmd **pp = &rc->tq_head, *prev = NULL;
+    while (*pp != NULL && *pp != cmd) {
+        prev = *pp;
+        pp = &(*pp)->tq_next;
+    }
+    if (*pp == cmd) {
+        *pp = cmd->tq_next;
+        if (rc->tq_tail == cmd)
+            rc->tq_tail = prev;
+    }
+    cmd->tq_next = NULL;
+    cmd->tq_linked = 0;
+}
+
+/* The connection is going: no deadline of its commands may fire any more. */
+static void tq_clear(redis_conn *rc)
+{
+    while (rc->tq_head != NULL)
+        tq_unlink(rc, rc->tq_head);
+}
+
 /* Detaches and frees the hiredis context (pending callbacks run with NULL), if any. */
 static void rc_drop(redis_conn *rc)
 {
     redisAsyncContext *ac = rc->ac;
     int was_ready = rc->phase == RC_READY;
     ev_timer_stop(rc->loop, &rc->hs_timer);
+    tq_clear(rc);
     rc->phase = RC_IDLE;
     rc->sub_cb = NULL;
     rc->sub_confirmed = 0;
@@ -363,8 +408,11 @@ static void rc_cmd_hcb(redisAsyncContext *ac, void *r, void *privdata)
     redis_conn *rc = cmd->rc;
     const redisReply *reply = r;
     (void)ac;
-    if (cmd->timed)
-        ev_timer_stop(rc->loop, &cmd->timer);
+    if (cmd->timed) {
+        tq_unlink(rc, cmd);
+        if (rc->ac != NULL)
+            tq_arm(rc); /* the next one's turn starts now */
+    }
     rc->pending--;
     if (cmd->internal && cmd->gen != rc->gen) {
         free(cmd);
@@ -424,8 +472,15 @@ static int rc_send(redis_conn *rc, int internal, double timeout, redis_conn_repl
     rc->stats.commands++;
     if (timeout > 0) {
         cmd->timed = 1;
+        cmd->timeout = timeout;
         ev_timer_init(&cmd->timer, rc_cmd_timeout, timeout, 0.);
-        ev_timer_start(rc->loop, &cmd->timer);
+        cmd->tq_linked = 1;
+        if (rc->tq_tail != NULL)
+            rc->tq_tail->tq_next = cmd;
+        else
+            rc->tq_head = cmd;
+        rc->tq_tail = cmd;
+        tq_arm(rc);
     }
     return RC_OK;
 }

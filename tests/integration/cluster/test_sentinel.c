@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -189,6 +190,23 @@ static void test_failover_followed(void **state)
     w.target = 5;
     assert_true(rt_run_until(f->loop, reached, &w, 5));
     assert_int_equal(f->hb.last_seq, 5);
+    /* Replication is asynchronous: a failover before the replica has the 5 events starts the
+     * new master empty (a new epoch, as designed).  This test is about following the failover
+     * with the data kept, so it waits for the replica to have them (bounded). */
+    {
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (;;) {
+            redisReply *r = rt_cmd(f->replica.port, "XLEN ws:replay:{events}");
+            long long n = r != NULL && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+            freeReplyObject(r);
+            if (n >= 5)
+                break;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            assert_true(t.tv_sec - t0.tv_sec < 10);
+            rt_run_for(f->loop, 0.02);
+        }
+    }
 
     {
         /* The sentinel needs the replica's own INFO before it can promote it (NOGOODSLAVE until

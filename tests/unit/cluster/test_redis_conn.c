@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -196,6 +197,35 @@ static void test_command_deadline_and_breaker(void **state)
     ctx_free(t);
 }
 
+static int all_answered(void *arg)
+{
+    t_ctx *t = arg;
+    return t->replies + t->errors >= 1500;
+}
+
+/* The deadline is per command from when Redis could start on it (the reply before it came), not
+ * from when it was queued: 1,500 commands of ~1 ms each (a registry rewrite after an outage, say)
+ * take far longer than the 0.5 s deadline together, and none fails.  It used to fail the
+ * connection, re-send everything and fail again: a livelock seen under load. */
+static void test_long_pipeline_within_per_command_deadline(void **state)
+{
+    t_ctx *t = ctx_new(1.0, 0.5);
+    const char *busy[] = {"EVAL", "local i = 0 while i < 100000 do i = i + 1 end return i", "0"};
+    (void)state;
+    assert_int_equal(rt_redis_start(&t->redis, NULL), 0);
+    redis_conn_set_addr(t->rc, "127.0.0.1", t->redis.port);
+    assert_true(rt_run_until(t->loop, is_ready, t, 5));
+    double t0 = ev_time();
+    for (int i = 0; i < 1500; i++)
+        assert_int_equal(redis_conn_command(t->rc, 0, on_reply, t, 3, busy, NULL), RC_OK);
+    assert_true(rt_run_until(t->loop, all_answered, t, 60));
+    fprintf(stderr, "PIPELINE 1500 commands in %.0f ms\n", (ev_time() - t0) * 1e3);
+    assert_int_equal(t->errors, 0);
+    assert_int_equal(t->replies, 1500);
+    assert_int_equal(t->down, 0);
+    ctx_free(t);
+}
+
 static void test_blackhole_connect_deadline(void **state)
 {
     /* A listening socket that never accepts: TCP connects, the handshake never answers. */
@@ -255,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_url_parse),
         cmocka_unit_test(test_command_and_reconnect_after_kill),
         cmocka_unit_test(test_command_deadline_and_breaker),
+        cmocka_unit_test(test_long_pipeline_within_per_command_deadline),
         cmocka_unit_test(test_blackhole_connect_deadline),
         cmocka_unit_test(test_refused_then_up),
         cmocka_unit_test(test_free_fails_pending),
