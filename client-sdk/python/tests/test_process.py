@@ -38,12 +38,32 @@ class RunTest(ShmCase):
         with ringside.Agent("py-run", "proj", shm_dir=self.shm) as a:
             r = a.run("pipes", [PY, "-c", CAT2] + self.files(out, err), pty=False, capture=True)
         self.assertEqual(r.returncode, 0)
-        self.assertEqual(len(r.stdout), len(out) + len(err))
+        self.assertEqual((r.stdout, r.stderr), (out, err))  # separate, as the streams are
         recs = dump(self.shm)
         self.assertEqual(term_bytes(recs, "pipes", 1), out)
         self.assertEqual(term_bytes(recs, "pipes", 2), err)
         self.assertEqual([(e["outcome"], e["exit_code"]) for e in of(recs, "task_end")], [(4, 0)])
         self.assertEqual(of(recs, "task_start")[0]["title"][:len(PY)], PY)
+
+    def test_input_and_stdin_pipe(self):
+        data = bytes(range(256)) * 2000  # beyond any pipe buffer: written as the child reads
+        code = "import sys; d = sys.stdin.buffer.read(); sys.stdout.buffer.write(d[::-1])"
+        with ringside.Agent("py-in", "proj", shm_dir=self.shm) as a:
+            with a.task("in") as t:
+                for pty in (False, True):
+                    r = t.run([PY, "-c", code], input=data, pty=pty, capture=True, timeout=support.T)
+                    self.assertEqual(r.returncode, 0)
+                    if not pty:
+                        self.assertEqual(r.stdout, data[::-1])
+                r = t.run([PY, "-c", code], input=b"", pty=False, capture=True, timeout=support.T)
+                self.assertEqual(r.stdout, b"")
+                with self.assertRaises(ValueError):  # was: hung forever
+                    t.run([PY, "-c", code], stdin=subprocess.PIPE, timeout=support.T)
+                with self.assertRaises(TypeError):
+                    t.run([PY, "-c", code], input="text", timeout=support.T)
+                r = t.run([PY, "-c", "import sys; sys.stdin.close()"], input=data, pty=False,
+                          timeout=support.T)  # the child stops reading: the rest is dropped
+                self.assertEqual(r.returncode, 0)
 
     @unittest.skipUnless(ringside.pty_available(), "no pty on this platform")
     def test_pty_child_sees_a_terminal(self):
