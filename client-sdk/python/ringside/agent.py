@@ -394,6 +394,8 @@ class Task:
             return
         if typ is None:
             outcome, code = _outcome_of(self.returncode)
+        elif issubclass(typ, GeneratorExit):  # a generator closed early: stopped, not failed
+            outcome, code = "cancelled", 0
         else:
             outcome, code = _outcome_of_exception(exc)
             try:

@@ -325,6 +325,29 @@ class ThreadsAndExitTest(ShmCase):
             self.assertTrue(t.ended)
 
 
+# Loading the library when the first candidate works must run no program (ctypes.util's
+# find_library runs ldconfig, gcc or ld: ~170 ms).  Audit hooks see every subprocess started.
+_NO_SUBPROCESS = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+started = []
+sys.addaudithook(lambda ev, args: started.append(args[0]) if ev == "subprocess.Popen" else None)
+import ringside
+a = ringside.Agent("py-l", "proj", shm_dir=sys.argv[2])
+a.close()
+print(started)
+"""
+
+
+class LoadingTest(ShmCase):
+    def test_no_program_is_run_when_the_library_loads(self):
+        pkg = os.path.join(support.SRC, "client-sdk", "python")
+        env = dict(os.environ, **support.sanitizer_env())
+        p = subprocess.run([sys.executable, "-c", _NO_SUBPROCESS, pkg, self.shm], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=support.T)
+        self.assertEqual((p.returncode, p.stdout), (0, b"[]\n"), p.stderr)
+
+
 class ArgumentTypesTest(ShmCase):
     def test_bad_types_raise_clear_errors(self):
         with ringside.Agent("py-t", "proj", shm_dir=self.shm) as a:
@@ -344,3 +367,17 @@ class ArgumentTypesTest(ShmCase):
             with self.assertRaises(ringside.InvalidArgument):
                 t.end("failed", "3")
             self.assertTrue(t.end("failed", 3))
+
+    def test_generator_closed_early_is_cancelled(self):
+        with ringside.Agent("py-g", "proj", shm_dir=self.shm) as a:
+            def steps():
+                with a.task("gen") as t:
+                    for i in range(10):
+                        t.progress(i, 10)
+                        yield i
+            g = steps()
+            next(g)
+            g.close()  # GeneratorExit inside the with block
+        ends = [(e["task"], e["outcome"], e["exit_code"]) for e in of(dump(self.shm), "task_end")]
+        self.assertEqual(ends, [("gen", STATUS["cancelled"], 0)])
+        self.assertEqual(term_bytes(dump(self.shm), "gen"), b"")

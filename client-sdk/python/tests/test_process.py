@@ -224,6 +224,20 @@ class InstalledPackageTest(ShmCase):
                         p.stdout)
         self.assertEqual([s["detail"] for s in of(dump(self.shm), "status")], ["installed"])
 
+    def test_wheel_is_tagged_for_the_platform(self):
+        # It holds a native library: py3-none-any (as it was) would install on any machine.
+        out = os.path.join(self.tmp.name, "wheels")
+        env = {k: v for k, v in os.environ.items() if k != "RINGSIDE_LIB"}
+        env["PIP_NO_INDEX"] = "1"
+        env["RINGSIDE_LIB"] = support.LIB
+        p = subprocess.run([PY, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out,
+                            os.path.join(support.SRC, "client-sdk", "python")],
+                           capture_output=True, timeout=120, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        names = os.listdir(out)
+        self.assertEqual(len(names), 1, names)
+        self.assertRegex(names[0], r"^ringside-0\.1\.0-py3-none-linux_[a-z0-9_]+\.whl$")
+
 
 if __name__ == "__main__":
     unittest.main()
