@@ -99,12 +99,13 @@ class _Ring:
 
     The lock makes close() (and the close at interpreter exit, while daemon threads may still be
     publishing) wait for calls in flight; a call after it finds ``h`` None and publishes nothing.
-    Held only around one C call (which never blocks), so it costs publishers little."""
+    Held only around one C call (which never blocks), so it costs publishers little.  Reentrant:
+    a signal handler that publishes may run while its thread holds it."""
 
     __slots__ = ("lock", "h", "tasks", "__weakref__")
 
     def __init__(self, h: Optional[ctypes.c_void_p]) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.h = h
         self.tasks: Dict[bytes, bool] = {}  # ids of tasks started and not ended
 
@@ -115,7 +116,7 @@ _rings: "weakref.WeakSet[_Ring]" = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     # A thread of the parent may have held a lock at fork(); the child has no such thread.
     for ring in list(_rings):
-        ring.lock = threading.Lock()
+        ring.lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
