@@ -39,9 +39,13 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** The child's stdin; default 'ignore'. */
   stdin?: 'ignore' | 'inherit' | 'pipe';
-  /** Milliseconds after which the child gets killSignal. */
+  /** Milliseconds after which the child's process group gets killSignal, then SIGKILL after
+   *  killGrace; run() then rejects with TimeoutExpired. */
   timeout?: number;
+  /** Default SIGTERM (also sent to the group on abort). */
   killSignal?: NodeJS.Signals | number;
+  /** Milliseconds between killSignal and SIGKILL; default 2000. */
+  killGrace?: number;
   signal?: AbortSignal;
   /** Also return the output in stdout / stderr. */
   capture?: boolean;
@@ -85,6 +89,9 @@ export class Task {
   /** Started in the ring (false when the agent is unobserved). */
   readonly live: boolean;
   readonly lastExit: RunResult | null;
+  /** Strict agents: the task started but its start event was dropped (ring full); a warning
+   *  RINGSIDE_EVENT_DROPPED was emitted instead of throwing. */
+  readonly startDropped: boolean;
   progress(step: number, total?: number, message?: string | null): boolean;
   write(data: string | Uint8Array, stream?: StreamName): boolean;
   end(outcome?: Outcome, exitCode?: number): boolean;
@@ -110,4 +117,11 @@ export class TooManyTasks extends RingsideError {}
 export class NoSuchTask extends RingsideError {}
 export class TaskExists extends RingsideError {}
 export class SystemCallFailed extends RingsideError {}
+/** task.run()'s command outlived options.timeout; its process group was killed. */
+export class TimeoutExpired extends Error {
+  readonly code: 'ETIMEDOUT';
+  readonly timeout: number;
+  /** The killed command's result (signal, captured output). */
+  readonly result: RunResult;
+}
 export const ERRORS: Readonly<Record<number, typeof RingsideError>>;

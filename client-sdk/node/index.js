@@ -37,6 +37,15 @@ class TooManyTasks extends RingsideError {}
 class NoSuchTask extends RingsideError {}
 class TaskExists extends RingsideError {}
 class SystemCallFailed extends RingsideError {}
+/** task.run()'s command outlived options.timeout: its process group was killed. */
+class TimeoutExpired extends Error {
+  constructor(message, timeout) {
+    super(message);
+    this.name = 'TimeoutExpired';
+    this.code = 'ETIMEDOUT';
+    this.timeout = timeout;
+  }
+}
 
 const ERRORS = {
   [-1]: InvalidArgument, [-2]: OutOfMemory, [-3]: ShmUnavailable, [-4]: RingFull, [-5]: Closed,
@@ -65,8 +74,35 @@ function checkId(what, value, optional) {
   return value;
 }
 
-function text(s) {
-  return s === undefined || s === null ? null : String(s);
+// Every value handed to koffi is checked here first: a number where the C side wants a
+// `const char *` is taken as an address (a crash), a BigInt or NaN does not fit an int.
+function text(what, s) {
+  if (s === undefined || s === null) return null;
+  if (typeof s !== 'string') {
+    throw new TypeError(`${what} must be a string, not ${typeof s}`);
+  }
+  if (s.includes('\0')) throw new InvalidArgument(`${what} contains a NUL character`, RS_EINVAL);
+  return s;
+}
+
+function uint32(what, v) {
+  if (v === undefined || v === null) return 0;
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+    throw new InvalidArgument(`${what} ${String(v)}: use an integer from 0 to 4294967295`,
+                              RS_EINVAL);
+  }
+  return v;
+}
+
+function int32(what, v) {
+  if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) {
+    throw new InvalidArgument(`${what} ${String(v)}: use a 32-bit integer`, RS_EINVAL);
+  }
+  return v;
+}
+
+function own(table, key) {
+  return typeof key === 'string' && Object.hasOwn(table, key) ? table[key] : undefined;
 }
 
 /** (outcome, exit code) of a child's exit: 128+N for signal N; SIGINT/SIGTERM cancel. */
@@ -83,7 +119,8 @@ const open = new Set();
 function trackOpen(agent) {
   if (open.size === 0 && !trackOpen.hooked) {
     trackOpen.hooked = true;
-    process.on('exit', () => { for (const a of [...open]) a.close(); });
+    // Tasks still open are ended failed with the exit code (1 when the process exits with 0).
+    process.on('exit', (code) => { for (const a of [...open]) a._close(code || 1); });
   }
   open.add(agent);
 }
@@ -107,11 +144,12 @@ class Agent {
     opts.agent_id = this.agentId;
     opts.project_id = this.projectId;
     opts.owner = owner;
-    opts.shm_dir = o.shmDir === undefined ? null : o.shmDir;
-    opts.max_tasks = o.maxTasks || 0;
-    opts.term_ring_bytes = o.termRingBytes || 0;
-    opts.log_slots = o.logSlots || 0;
-    opts.term_rings = o.terminal === false ? RS_TERM_RINGS_NONE : (o.termRings || 0);
+    opts.shm_dir = text('shmDir', o.shmDir);
+    opts.max_tasks = uint32('maxTasks', o.maxTasks);
+    opts.term_ring_bytes = uint32('termRingBytes', o.termRingBytes);
+    opts.log_slots = uint32('logSlots', o.logSlots);
+    opts.term_rings = o.terminal === false ? RS_TERM_RINGS_NONE : uint32('termRings', o.termRings);
+    this._tasks = new Set(); // ids of the tasks started and not ended
     const out = [null];
     const rc = lib.rs_open(opts, out);
     if (rc === RS_OK) {
@@ -143,14 +181,15 @@ class Agent {
 
   /** Sets the agent's status (idle, working, stuck, failed, completed, cancelled). */
   status(status, detail) {
-    const code = STATUS[status];
+    const code = own(STATUS, status);
     if (code === undefined) {
       throw new InvalidArgument(`unknown status ${JSON.stringify(status)}: use ` +
                                 Object.keys(STATUS).join(', '), RS_EINVAL);
     }
+    const d = text('detail', detail);
     const h = this._h;
     if (h === null) return this._absent('status');
-    const rc = this._lib.rs_set_status(h, code, detail === undefined ? null : detail);
+    const rc = this._lib.rs_set_status(h, code, d);
     return rc === RS_OK ? true : this._fail(rc, 'status');
   }
 
@@ -206,9 +245,16 @@ class Agent {
     return st;
   }
 
-  /** Marks the ring as ended cleanly and releases it.  Idempotent. */
+  /** Ends the tasks still open as failed (exit 1), marks the ring as ended cleanly and
+   *  releases it.  Idempotent. */
   close() {
+    this._close(1);
+  }
+
+  _close(exitCode) {
     if (this._h !== null) {
+      for (const id of this._tasks) this._lib.rs_task_end(this._h, id, STATUS.failed, exitCode);
+      this._tasks.clear();
       this._lib.rs_close(this._h);
       this._h = null;
       open.delete(this);
@@ -226,15 +272,22 @@ class Task {
     this.ended = false;
     this.live = false;
     this.lastExit = null;
+    this.startDropped = false;
     const h = agent._h;
     if (h === null) {
       agent._absent('task start');
       return;
     }
-    const rc = agent._lib.rs_task_start(h, taskId, text(title));
+    const rc = agent._lib.rs_task_start(h, taskId, text('title', title));
     if (rc === RS_OK || rc === RS_EFULL) {
       this.live = true;
-      if (rc === RS_EFULL && agent.strict) agent._fail(rc, 'task start');
+      agent._tasks.add(taskId);
+      if (rc === RS_EFULL && agent.strict) {
+        // The task exists: throwing would lose its handle (and a retry gets TaskExists).
+        this.startDropped = true;
+        process.emitWarning(`ringside: task ${taskId} started, but its start event was dropped: ` +
+                            strerror(rc), { code: 'RINGSIDE_EVENT_DROPPED' });
+      }
     } else {
       agent._fail(rc, `task start ${taskId}`);
     }
@@ -252,27 +305,33 @@ class Task {
 
   /** Reports progress (only the latest value is kept; total 0 = unknown). */
   progress(step, total = 0, message) {
-    const h = this._handle('progress');
-    if (h === null) return false;
+    if (this.ended) this._handle('progress');
+    const msg = text('message', message);
     if (!Number.isInteger(step) || !Number.isInteger(total) || step < 0 || total < 0 ||
         step > 0xffffffff || total > 0xffffffff) {
       throw new InvalidArgument(`progress ${step}/${total}: steps are 32-bit unsigned integers`,
                                 RS_EINVAL);
     }
-    const rc = this.agent._lib.rs_progress(h, this.taskId, step, total, text(message));
+    const h = this._handle('progress');
+    if (h === null) return false;
+    const rc = this.agent._lib.rs_progress(h, this.taskId, step, total, msg);
     return rc === RS_OK ? true : this.agent._fail(rc, `progress of ${this.taskId}`);
   }
 
   /** Appends terminal output (Buffer/Uint8Array as is; strings as UTF-8) to stdout or stderr. */
   write(data, stream = 'stdout') {
-    const s = STREAM[stream];
+    const s = own(STREAM, stream);
     if (s === undefined) {
       throw new InvalidArgument(`unknown stream ${JSON.stringify(stream)}: use stdout or stderr`,
                                 RS_EINVAL);
     }
+    if (typeof data !== 'string' && !ArrayBuffer.isView(data)) {
+      throw new TypeError(`write() takes a string, Buffer or typed array, not ${typeof data}`);
+    }
     const h = this._handle('write');
     if (h === null) return false;
-    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8')
+      : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     const w = this.agent._lib.rs_write;
     for (let off = 0; off < buf.length || off === 0; off += WRITE_CHUNK) {
       const piece = buf.length <= WRITE_CHUNK ? buf : buf.subarray(off, off + WRITE_CHUNK);
@@ -285,38 +344,78 @@ class Task {
 
   /** Ends the task: outcome completed, failed or cancelled, and the exit status of what it ran. */
   end(outcome = 'completed', exitCode = 0) {
-    if (!OUTCOMES.has(outcome)) {
+    if (typeof outcome !== 'string' || !OUTCOMES.has(outcome)) {
       throw new InvalidArgument(`outcome ${JSON.stringify(outcome)}: use completed, failed or ` +
                                 'cancelled', RS_EINVAL);
     }
+    const code = int32('exit code', exitCode);
     const h = this._handle('end');
     this.ended = true;
+    this.agent._tasks.delete(this.taskId);
     if (h === null) return false;
-    const rc = this.agent._lib.rs_task_end(h, this.taskId, STATUS[outcome], exitCode | 0);
+    const rc = this.agent._lib.rs_task_end(h, this.taskId, STATUS[outcome], code);
     return rc === RS_OK ? true : this.agent._fail(rc, `end of ${this.taskId}`);
   }
 
   /**
    * Runs command with args, copying its stdout and stderr (pipes: Node has no pty) to this task's
    * terminal as they arrive.  options: cwd, env, stdin ('ignore' default, 'inherit', 'pipe'),
-   * timeout (ms), killSignal, signal (AbortSignal), capture (also return the bytes).
-   * Resolves to { exitCode, signal, stdout?, stderr? }; rejects if the command cannot start.
+   * timeout (ms), killSignal (default SIGTERM), killGrace (ms before SIGKILL, default 2000),
+   * signal (AbortSignal), capture (also return the bytes).  The command runs in its own process
+   * group; on timeout or abort the whole group gets killSignal, then SIGKILL after killGrace.
+   * Resolves to { exitCode, signal, stdout?, stderr? }; rejects if the command cannot start, and
+   * with TimeoutExpired once a timed-out group is gone (not waiting for leftover pipe holders).
    */
   run(command, args = [], options = {}) {
     return new Promise((resolve, reject) => {
+      const timeout = options.timeout === undefined ? 0 : uint32('timeout', options.timeout);
+      const grace = options.killGrace === undefined ? 2000 : uint32('killGrace', options.killGrace);
+      const killSignal = options.killSignal || 'SIGTERM';
+      if (options.signal && options.signal.aborted) {
+        const e = new Error('The operation was aborted');
+        e.name = 'AbortError';
+        reject(e);
+        return;
+      }
       const child = spawn(command, args, {
-        cwd: options.cwd, env: options.env, timeout: options.timeout, signal: options.signal,
-        killSignal: options.killSignal, stdio: [options.stdin || 'ignore', 'pipe', 'pipe'],
+        cwd: options.cwd, env: options.env, detached: true,
+        stdio: [options.stdin || 'ignore', 'pipe', 'pipe'],
       });
       const out = [], err = [];
       let failure = null; // a strict agent's error while copying: the child is killed, we reject
+      let timedOut = false, graceTimer = null, timer = null, exited = false;
+      const killGroup = (sig) => {
+        try {
+          process.kill(-child.pid, sig);
+        } catch {
+          try { child.kill(sig); } catch { /* already gone */ }
+        }
+      };
+      const stop = (sig) => {
+        if (graceTimer !== null || child.pid === undefined) return;
+        killGroup(sig);
+        graceTimer = setTimeout(() => killGroup('SIGKILL'), grace);
+      };
+      const onAbort = () => stop(killSignal);
+      if (timeout > 0) {
+        timer = setTimeout(() => {
+          timedOut = true;
+          stop(killSignal);
+          if (exited) dropPipes(); // the command is gone; only leftover holders remain
+        }, timeout);
+      }
+      if (options.signal) options.signal.addEventListener('abort', onAbort, { once: true });
+      const dropPipes = () => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+      };
       const copy = (stream, keep) => (b) => {
         try {
           this.write(b, stream);
         } catch (e) {
           if (failure === null) {
             failure = e;
-            child.kill('SIGKILL');
+            killGroup('SIGKILL');
           }
         }
         if (options.capture) keep.push(b);
@@ -324,10 +423,18 @@ class Task {
       child.stdout.on('data', copy('stdout', out));
       child.stderr.on('data', copy('stderr', err));
       child.on('error', (e) => {
-        if (e.name === 'AbortError') return; // 'close' follows with the signal
+        if (timer !== null) clearTimeout(timer);
+        if (options.signal) options.signal.removeEventListener('abort', onAbort);
         reject(e);
       });
+      child.on('exit', () => {
+        exited = true;
+        if (timedOut) dropPipes();
+      });
       child.on('close', (exitCode, signal) => {
+        if (timer !== null) clearTimeout(timer);
+        if (graceTimer !== null) clearTimeout(graceTimer);
+        if (options.signal) options.signal.removeEventListener('abort', onAbort);
         if (failure !== null) {
           reject(failure);
           return;
@@ -338,6 +445,12 @@ class Task {
           r.stderr = Buffer.concat(err);
         }
         this.lastExit = r;
+        if (timedOut) {
+          const e = new TimeoutExpired(`${command} timed out after ${timeout} ms`, timeout);
+          e.result = r;
+          reject(e);
+          return;
+        }
         resolve(r);
       });
     });
@@ -347,6 +460,6 @@ class Task {
 module.exports = {
   Agent, Task, STATUS, strerror, version, outcomeOf,
   RingsideError, InvalidArgument, OutOfMemory, ShmUnavailable, RingFull, Closed, TooManyTasks,
-  NoSuchTask, TaskExists, SystemCallFailed, ERRORS,
+  NoSuchTask, TaskExists, SystemCallFailed, TimeoutExpired, ERRORS,
   libraryPath: () => native.load().path,
 };

@@ -3,13 +3,22 @@
 //
 // Search order (the first that loads wins):
 //   1. $RINGSIDE_LIB: the library file itself, or the directory that holds it;
-//   2. native/libringside.so.0 inside this package (a copy placed there by a packager);
-//   3. the source tree's build/lib (when the package is used from a Ringside checkout);
+//   2. the source tree's build/lib (the package used in, or linked from, a Ringside checkout);
+//   3. native/libringside.so.0 inside this package (copied there by the `prepare` script,
+//      scripts/bundle-lib.js, when npm packs or copies the package: `--install-links`);
 //   4. lib/ under node's prefix, /usr/local/lib;
 //   5. the dynamic loader's own search by soname (LD_LIBRARY_PATH, ld.so.cache).
 const fs = require('node:fs');
 const path = require('node:path');
-const koffi = require('koffi');
+let koffi;
+try {
+  koffi = require('koffi');
+} catch (e) {
+  throw new Error('ringside: cannot load koffi (' + e.message + '); it is installed with the ' +
+                  'package by `npm install --install-links /path/to/client-sdk/node` (a plain ' +
+                  '`npm install <dir>` only links the directory and installs none of its ' +
+                  'dependencies)');
+}
 
 const SONAME = 'libringside.so.0';
 
@@ -21,8 +30,8 @@ function candidates() {
     try { isDir = fs.statSync(env).isDirectory(); } catch { /* a missing path is tried as is */ }
     out.push(isDir ? path.join(env, SONAME) : env);
   }
-  out.push(path.join(__dirname, 'native', SONAME));
   out.push(path.join(__dirname, '..', '..', 'build', 'lib', SONAME));
+  out.push(path.join(__dirname, 'native', SONAME));
   const prefix = path.dirname(path.dirname(process.execPath));
   for (const dir of new Set([path.join(prefix, 'lib'), '/usr/local/lib'])) {
     out.push(path.join(dir, SONAME));

@@ -15,6 +15,14 @@ import subprocess
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
+try:  # setuptools >= 70.1 has its own; older ones use the wheel package's
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:
+    try:
+        from wheel.bdist_wheel import bdist_wheel
+    except ImportError:
+        bdist_wheel = None
+
 SONAME = "libringside.so.0"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -52,6 +60,23 @@ class BuildWithLibrary(build_py):
         print("ringside: bundled %s" % lib)
 
 
+cmdclass = {"build_py": BuildWithLibrary}
+if bdist_wheel is not None:
+    class PlatformWheel(bdist_wheel):
+        """The wheel holds a native library: tag it for this platform (py3-none-linux_x86_64,
+        say), not py3-none-any.  The Python code itself runs on any Python 3."""
+
+        def finalize_options(self):
+            super().finalize_options()
+            self.root_is_pure = False
+
+        def get_tag(self):
+            _, _, plat = super().get_tag()
+            return "py3", "none", plat
+
+    cmdclass["bdist_wheel"] = PlatformWheel
+
+
 setup(
     name="ringside",
     version="0.1.0",
@@ -62,5 +87,5 @@ setup(
     package_data={"ringside": ["py.typed", "_native/*"]},
     install_requires=[],
     zip_safe=False,
-    cmdclass={"build_py": BuildWithLibrary},
+    cmdclass=cmdclass,
 )

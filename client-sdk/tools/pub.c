@@ -110,6 +110,39 @@ static int run(rs_agent *agent, const pub_args *a, const char *where)
     return TOOLS_EXIT_USAGE;
 }
 
+/* Reads one line (up to and including '\n') into buf, NUL-terminated, and its length into *len.
+ * Returns 0, 1 when it does not fit in cap - 1 bytes (the rest of the line is consumed), or -1
+ * at EOF with nothing read.  Unlike fgets() it knows the length of a line holding NUL bytes. */
+static int read_line(char *buf, size_t cap, size_t *len)
+{
+    size_t n = 0;
+    int c = EOF;
+    while (n + 1 < cap && (c = getc(stdin)) != EOF) {
+        buf[n++] = (char)c;
+        if (c == '\n')
+            break;
+    }
+    buf[n] = '\0';
+    *len = n;
+    if (n == 0 && c == EOF)
+        return -1;
+    if (n + 1 == cap && c != '\n') {
+        do
+            c = getc(stdin);
+        while (c != EOF && c != '\n');
+        return 1;
+    }
+    return 0;
+}
+
+/* Reports a bad line: its number and the message (quoted input escaped). */
+static void bad_line(const char *where, const char *msg)
+{
+    fprintf(stderr, "%s: %s", prog, where);
+    tools_fputs_escaped(msg, stderr);
+    fputc('\n', stderr);
+}
+
 /* --stdin: publishes every line's command into one ring until EOF.  agent NULL (no sidecar):
  * lines are still checked, nothing is published.  A bad line is reported and skipped.
  * Returns 2 if any line had a usage error, else 1 if any failed, else 0. */
@@ -120,23 +153,26 @@ static int run_stdin(rs_agent *agent, const pub_args *a)
     int usage = 0, runtime = 0;
     char msg[512], where[48];
 
-    while (fgets(line, sizeof line, stdin) != NULL) {
-        size_t n = strlen(line);
+    size_t n;
+    int got;
+
+    while ((got = read_line(line, sizeof line, &n)) >= 0) {
         pub_args la;
         lineno++;
         snprintf(where, sizeof where, "line %lu: ", lineno);
-        if (n == sizeof line - 1 && line[n - 1] != '\n') {
-            int c;
+        if (got == 1) {
             fprintf(stderr, "%s: %sline longer than %u bytes: skipped\n", prog, where,
                     PUB_LINE_MAX);
             usage = 1;
-            do
-                c = getchar();
-            while (c != EOF && c != '\n');
+            continue;
+        }
+        if (memchr(line, '\0', n) != NULL) {
+            bad_line(where, "the line contains a NUL byte: write \\x00 inside double quotes");
+            usage = 1;
             continue;
         }
         if (pub_line_parse(line, &a->common, &la, msg, sizeof msg) != TOOLS_PARSE_OK) {
-            fprintf(stderr, "%s: %s%s\n", prog, where, msg);
+            bad_line(where, msg);
             usage = 1;
             continue;
         }
@@ -170,7 +206,7 @@ int main(int argc, char **argv)
         printf("ringside-pub (libringside %s)\n", rs_version());
         return TOOLS_EXIT_OK;
     case TOOLS_PARSE_USAGE:
-        fprintf(stderr, "%s: %s\n", prog, msg);
+        bad_line("", msg);
         return TOOLS_EXIT_USAGE;
     case TOOLS_PARSE_OK:
         break;

@@ -324,16 +324,8 @@ static int check_task(const char *task, char *err, size_t errlen)
     return 0;
 }
 
-static int check_text(const char *what, const char *s, char *err, size_t errlen)
-{
-    /* The SDK truncates over-long text; an embedded NUL cannot occur in argv.  Only reject text
-     * that is far beyond the limit so that a mistaken argument is noticed. */
-    if (s != NULL && strlen(s) > 4096) {
-        seterr(err, errlen, "%s is %zu bytes long: keep it under 256 bytes", what, strlen(s));
-        return -1;
-    }
-    return 0;
-}
+/* Text (DETAIL, TITLE, MESSAGE, --title) of any length is accepted: the SDK truncates it at
+ * RS_TEXT_MAX bytes on a UTF-8 boundary, as docs/sdk.md says. */
 
 tools_parse_result pub_command_parse(const char *const *pos, int npos, int want_stderr,
                                      pub_args *out, char *err, size_t errlen)
@@ -377,14 +369,11 @@ tools_parse_result pub_command_parse(const char *const *pos, int npos, int want_
             return TOOLS_PARSE_USAGE;
         }
         out->text = npos > 2 ? pos[2] : NULL;
-        if (check_text("DETAIL", out->text, err, errlen) != 0)
-            return TOOLS_PARSE_USAGE;
         break;
     case PUB_CMD_TASK_START:
         out->task = pos[1];
         out->text = npos > 2 ? pos[2] : NULL;
-        if (check_task(out->task, err, errlen) != 0 ||
-            check_text("TITLE", out->text, err, errlen) != 0)
+        if (check_task(out->task, err, errlen) != 0)
             return TOOLS_PARSE_USAGE;
         break;
     case PUB_CMD_PROGRESS:
@@ -406,8 +395,6 @@ tools_parse_result pub_command_parse(const char *const *pos, int npos, int want_
             return TOOLS_PARSE_USAGE;
         }
         out->text = npos > 4 ? pos[4] : NULL;
-        if (check_text("MESSAGE", out->text, err, errlen) != 0)
-            return TOOLS_PARSE_USAGE;
         break;
     case PUB_CMD_TERM:
         out->task = pos[1];
@@ -558,8 +545,7 @@ tools_parse_result run_args_parse(int argc, char *const *argv, const tools_env *
         seterr(err, errlen, "no task id: pass --task T");
         return TOOLS_PARSE_USAGE;
     }
-    if (check_task(out->task, err, errlen) != 0 ||
-        check_text("--title", out->title, err, errlen) != 0)
+    if (check_task(out->task, err, errlen) != 0)
         return TOOLS_PARSE_USAGE;
     if (common_finish(&out->common, env, err, errlen) != 0)
         return TOOLS_PARSE_USAGE;

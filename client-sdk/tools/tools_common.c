@@ -95,3 +95,13 @@ int tools_ensure_task(rs_agent *agent, const char *task_id, const char *title)
     /* RS_EFULL: the start record was dropped (and counted) but the task is open locally. */
     return rc == RS_EEXIST || rc == RS_EFULL ? RS_OK : rc;
 }
+
+void tools_fputs_escaped(const char *s, FILE *f)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
+    }
+}

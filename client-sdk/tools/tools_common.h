@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "ringside.h"
 #include "tools_args.h"
@@ -34,5 +35,9 @@ int tools_shm_dir_missing(const char *dir);
  * (record dropped, task open locally) count as success.  This is how a task started by another process (another ring) is continued: the
  * sidecar tracks tasks by (agent_id, task_id) across the rings of one agent. */
 int tools_ensure_task(rs_agent *agent, const char *task_id, const char *title);
+
+/* Writes s to f with control bytes (below 0x20, and 0x7f) as \xHH, so that an error message
+ * quoting a bad input cannot drive the terminal it is shown on. */
+void tools_fputs_escaped(const char *s, FILE *f);
 
 #endif /* RINGSIDE_TOOLS_COMMON_H */

@@ -4,7 +4,7 @@
 // Each cycle: status "working", a training task with progress and coloured output, then a wrapped
 // child process (its stdout/stderr streamed to the dashboard), then status "idle".
 //
-//   npm install ./client-sdk/node        # in your project (koffi comes from the npm registry)
+//   npm install --install-links /path/to/client-sdk/node   # in your project (koffi from the npm registry)
 //   node examples/node/agent.js --shm-dir /tmp/rs --loop 0
 //
 // Usage: agent.js [--agent A] [--project P] [--owner U] [--shm-dir D] [--loop N] [--delay-ms MS]
@@ -38,9 +38,12 @@ async function cycle(agent, n, delayMs) {
     }
     task.write('\x1b[1;32maccuracy 0.93\x1b[0m\r\n');
   });
-  // A command run as its own task: output streamed as it comes, outcome from its exit status.
+  if (stop.signal.aborted) return; // stopped by a signal: no report
+  // A command run as its own task: output streamed as it comes, outcome from its exit status
+  // (a signal while it runs stops its process group: the task ends cancelled).
   await agent.run(`${agent.agentId.slice(0, 40)}-${n}-report`, process.execPath,
-    ['-e', 'console.log("\\x1b[36mreport:\\x1b[0m 6 steps, accuracy 0.93")'], { title: 'write report' });
+    ['-e', 'console.log("\\x1b[36mreport:\\x1b[0m 6 steps, accuracy 0.93")'],
+    { title: 'write report', signal: stop.signal });
   agent.status('idle', `run ${n} finished`);
 }
 

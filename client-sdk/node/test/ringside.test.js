@@ -131,15 +131,90 @@ describe('agent', () => {
     assert.equal((await a.run('kill', 'sh', ['-c', 'kill -KILL $$'])).signal, 'SIGKILL');
     assert.equal((await a.run('exit6', 'sh', ['-c', 'exit 6'])).exitCode, 6);
     await assert.rejects(a.run('missing', '/nonexistent/cmd'), /ENOENT/);
-    const slow = await a.run('slow', 'sleep', ['30'], { timeout: 200 });
-    assert.equal(slow.signal, 'SIGTERM');
+    await assert.rejects(a.run('slow', 'sleep', ['30'], { timeout: 200 }), (e) =>
+      e instanceof ringside.TimeoutExpired && e.result.signal === 'SIGTERM');
     a.close();
     const recs = s.dump(t.shm);
     assert.deepEqual(s.termBytes(recs, 'pipes', 1), out);
     assert.deepEqual(s.termBytes(recs, 'pipes', 2), Buffer.from('\x1b[31merr\x1b[0m\n'));
     const ends = Object.fromEntries(s.of(recs, 'task_end').map((e) => [e.task, [e.outcome, e.exit_code]]));
-    assert.deepEqual(ends, { pipes: [4, 0], term: [5, 143], kill: [3, 137], exit6: [3, 6], missing: [3, 1], slow: [5, 143] });
+    assert.deepEqual(ends, { pipes: [4, 0], term: [5, 143], kill: [3, 137], exit6: [3, 6], missing: [3, 1], slow: [3, 1] });
     assert.equal(s.of(recs, 'task_start', { task: 'exit6' })[0].title, 'sh -c exit 6');
+  });
+
+  test('timeout kills the whole process group, SIGKILL after the grace; no waiting for pipes', async () => {
+    const a = open();
+    const t0 = Date.now();
+    // Ignores SIGTERM: was resolved {exitCode: 0} only when it ended by itself.
+    await assert.rejects(a.run('stubborn', 'sh', ['-c', 'trap "" TERM; echo up; sleep 30; exit 0'],
+      { timeout: 300, killGrace: 300 }), (e) => e instanceof ringside.TimeoutExpired &&
+      e.result.signal === 'SIGKILL');
+    // A background grandchild holding the pipes: was waited for (30 s).
+    await assert.rejects(a.run('bg', 'sh', ['-c', 'sleep 30 & echo started'],
+      { timeout: 300, capture: true }), (e) => e instanceof ringside.TimeoutExpired &&
+      e.result.stdout.toString() === 'started\n');
+    assert.ok(Date.now() - t0 < 10000, `took ${Date.now() - t0} ms`);
+    a.close();
+    const ends = s.of(s.dump(t.shm), 'task_end').map((e) => [e.task, e.outcome, e.exit_code]);
+    assert.deepEqual(ends, [['stubborn', 3, 1], ['bg', 3, 1]]);
+  });
+
+  test('every argument handed to C is checked (a number as a string was a crash)', () => {
+    const a = open();
+    assert.throws(() => a.status('working', 42), TypeError);
+    assert.throws(() => a.status('working', {}), TypeError);
+    assert.throws(() => a.status('working', 'cut\0here'), ringside.InvalidArgument);
+    assert.throws(() => a.status('toString'), ringside.InvalidArgument);
+    assert.throws(() => a.task('t0', 42), TypeError);
+    const task = a.task('t1', 'ok');
+    assert.throws(() => task.progress(1, 2, 42), TypeError);
+    assert.throws(() => task.progress(1.5, 2), ringside.InvalidArgument);
+    assert.throws(() => task.write(5), TypeError);
+    assert.throws(() => task.write([65, 66]), TypeError);
+    assert.throws(() => task.write(null), TypeError);
+    assert.throws(() => task.write('x', 'constructor'), ringside.InvalidArgument);
+    assert.equal(task.write(new Uint16Array([0x4241])), true);
+    assert.throws(() => task.end('failed', NaN), ringside.InvalidArgument);
+    assert.throws(() => task.end('failed', 2 ** 40), ringside.InvalidArgument);
+    assert.throws(() => task.end('failed', '3'), ringside.InvalidArgument);
+    assert.throws(() => task.end({}), ringside.InvalidArgument);
+    assert.equal(task.end('failed', 3), true);
+    for (const bad of [2 ** 40, -1, 1.5, NaN, 10n, '8']) {
+      assert.throws(() => open({ agentId: 'node-x', maxTasks: bad }), ringside.InvalidArgument);
+    }
+    assert.throws(() => open({ agentId: 'node-y', shmDir: 5 }), TypeError);
+    a.close();
+    assert.deepEqual(s.termBytes(s.dump(t.shm), 't1', 1), Buffer.from('AB'));
+  });
+
+  test('strict: a task whose start event was dropped is returned, with a warning', () => {
+    const a = open({ strict: true, logSlots: 8, terminal: false });
+    assert.throws(() => { for (let i = 0; i < 40; i++) a.status('working', String(i)); },
+      ringside.RingFull);
+    const warnings = [];
+    const onWarn = (w) => warnings.push(w.code);
+    process.on('warning', onWarn);
+    const task = a.task('x0');
+    assert.equal(task.startDropped, true);
+    assert.throws(() => a.task('x0'), ringside.TaskExists);
+    a.close();
+    return new Promise((resolve) => setImmediate(() => {
+      process.off('warning', onWarn);
+      assert.deepEqual(warnings, ['RINGSIDE_EVENT_DROPPED']);
+      resolve();
+    }));
+  });
+
+  test('exiting with a task open ends it failed with the exit code', () => {
+    const code = `const r = require(${JSON.stringify(path.resolve(__dirname, '..'))});` +
+      `const a = new r.Agent({ agentId: 'node-o', projectId: 'proj', shmDir: ${JSON.stringify(t.shm)} });` +
+      `a.status('working'); a.task('left-open', 'never ended'); process.exit(3);`;
+    const p = require('node:child_process').spawnSync(NODE, ['-e', code], { timeout: 20000 });
+    assert.equal(p.status, 3, p.stderr.toString());
+    const recs = s.dump(t.shm);
+    assert.deepEqual(s.of(recs, 'task_end').map((e) => [e.task, e.outcome, e.exit_code]),
+      [['left-open', 3, 3]]);
+    assert.ok(s.of(recs, 'ring').every((r) => r.closed_cleanly === 1));
   });
 
   test('an error while copying output kills the child and rejects', async () => {

@@ -13,12 +13,12 @@ Nothing raises because the sidecar is missing or slow unless Agent(..., strict=T
 See docs/sdk.md ("Python").
 """
 from .agent import Agent, Status, Stream, Task, strerror, version
-from .errors import (Closed, InvalidArgument, NoSuchTask, OutOfMemory, RingFull, RingsideError,
-                     ShmUnavailable, SystemCallFailed, TaskExists, TooManyTasks)
+from .errors import (Closed, InvalidArgument, NoSuchTask, OutOfMemory, RingFull, RingFullWarning,
+                     RingsideError, ShmUnavailable, SystemCallFailed, TaskExists, TooManyTasks)
 from .process import pty_available, run
 
 __version__ = "0.1.0"
 
 __all__ = ["Agent", "Task", "Status", "Stream", "strerror", "version", "run", "pty_available",
-           "RingsideError", "InvalidArgument", "OutOfMemory", "ShmUnavailable", "RingFull",
+           "RingsideError", "InvalidArgument", "OutOfMemory", "ShmUnavailable", "RingFull", "RingFullWarning",
            "Closed", "TooManyTasks", "NoSuchTask", "TaskExists", "SystemCallFailed"]

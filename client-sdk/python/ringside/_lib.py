@@ -6,7 +6,8 @@ Search order (the first that loads wins):
      from the library it was built with);
   3. the source tree's ``build/lib`` (the package used from a Ringside checkout);
   4. ``lib/`` under this interpreter's prefix and /usr/local (``cmake --install``);
-  5. ``ctypes.util.find_library("ringside")`` (ld.so.cache, LD_LIBRARY_PATH).
+  5. the dynamic loader's own search by soname (LD_LIBRARY_PATH, ld.so.cache);
+  6. ``ctypes.util.find_library("ringside")`` (asked last: it runs ldconfig or a compiler).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 SONAME = "libringside.so.0"
 
@@ -52,6 +53,12 @@ class RsStats(ctypes.Structure):
 
 def candidates() -> List[str]:
     """The paths tried, in order (for error messages and tests)."""
+    return list(_candidates(True))
+
+
+def _candidates(search: bool) -> Iterator[str]:
+    """The paths to try, lazily: ctypes.util.find_library() runs ldconfig (or gcc/ld) in a child
+    process, so it is asked only when every path before it failed (search=True)."""
     out: List[str] = []
     env = os.environ.get("RINGSIDE_LIB")
     if env:
@@ -60,11 +67,12 @@ def candidates() -> List[str]:
     out.append(os.path.normpath(os.path.join(_here, "..", "..", "..", "build", "lib", SONAME)))
     for prefix in dict.fromkeys((sys.prefix, sys.base_prefix, "/usr/local")):
         out.append(os.path.join(prefix, "lib", SONAME))
-    found = ctypes.util.find_library("ringside")
-    if found:
-        out.append(found)
     out.append(SONAME)  # the dynamic loader's own search (LD_LIBRARY_PATH, ld.so.cache)
-    return out
+    yield from out
+    if search:
+        found = ctypes.util.find_library("ringside")
+        if found:
+            yield found
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -102,7 +110,7 @@ def load() -> ctypes.CDLL:
     if _lib is not None:
         return _lib
     errors = []
-    for path in candidates():
+    for path in _candidates(True):
         if os.path.sep in path and not os.path.exists(path):
             continue
         try:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import ctypes
 import enum
 import logging
+import os
 import re
 import subprocess
+import threading
+import warnings
 import weakref
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from . import _lib
-from .errors import Closed, InvalidArgument, RingsideError, from_code
+from .errors import Closed, InvalidArgument, RingFullWarning, RingsideError, from_code
 
 log = logging.getLogger("ringside")
 
@@ -57,10 +60,19 @@ _OUTCOMES = frozenset((Status.COMPLETED, Status.FAILED, Status.CANCELLED))
 _STREAM: Dict[Any, int] = {"stdout": 1, "stderr": 2, 1: 1, 2: 2}
 
 
-def _text(s: Text) -> Optional[bytes]:
-    if s is None or isinstance(s, bytes):
-        return s
-    return s.encode("utf-8", "replace")
+def _text(s: Text, what: str = "text") -> Optional[bytes]:
+    """str (UTF-8) or bytes for a C string; a NUL would silently cut it short in C, so it is
+    refused, as is any other type."""
+    if s is None:
+        return None
+    if isinstance(s, str):
+        s = s.encode("utf-8", "replace")
+    elif not isinstance(s, bytes):
+        raise InvalidArgument("%s must be str or bytes, not %s" % (what, type(s).__name__),
+                              RS_EINVAL)
+    if b"\0" in s:
+        raise InvalidArgument("%s contains a NUL byte" % what, RS_EINVAL)
+    return s
 
 
 def _check_id(what: str, value: Optional[str], optional: bool = False) -> Optional[bytes]:
@@ -82,8 +94,48 @@ def version() -> str:
     return _lib.load().rs_version().decode()
 
 
-def _close_handle(lib: ctypes.CDLL, handle: ctypes.c_void_p) -> None:
-    lib.rs_close(handle)
+class _Ring:
+    """An open handle, the lock every call on it holds, and the tasks open in it.
+
+    The lock makes close() (and the close at interpreter exit, while daemon threads may still be
+    publishing) wait for calls in flight; a call after it finds ``h`` None and publishes nothing.
+    Held only around one C call (which never blocks), so it costs publishers little.  Reentrant:
+    a signal handler that publishes may run while its thread holds it."""
+
+    __slots__ = ("lock", "h", "tasks", "__weakref__")
+
+    def __init__(self, h: Optional[ctypes.c_void_p]) -> None:
+        self.lock = threading.RLock()
+        self.h = h
+        self.tasks: Dict[bytes, bool] = {}  # ids of tasks started and not ended
+
+
+_rings: "weakref.WeakSet[_Ring]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held a lock at fork(); the child has no such thread.
+    for ring in list(_rings):
+        ring.lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+EXIT_OPEN_TASK_CODE = 1  # exit code of tasks still open when their agent is closed
+
+
+def _close_ring(lib: ctypes.CDLL, ring: _Ring) -> None:
+    """Ends the tasks still open as failed, then closes the handle (also at interpreter exit:
+    a task left open would otherwise read as running forever)."""
+    with ring.lock:
+        h, ring.h = ring.h, None
+        if h is None:
+            return
+        for tid in list(ring.tasks):
+            lib.rs_task_end(h, tid, int(Status.FAILED), EXIT_OPEN_TASK_CODE)
+        ring.tasks.clear()
+        lib.rs_close(h)
 
 
 class Agent:
@@ -104,7 +156,7 @@ class Agent:
         self.agent_id = agent_id
         self.project_id = project_id
         self.strict = strict
-        self._h: Optional[ctypes.c_void_p] = None
+        self._ring = _Ring(None)
         self._finalizer: Optional[weakref.finalize] = None
         ids = (_check_id("agent id", agent_id), _check_id("project id", project_id),
                _check_id("owner", owner, optional=True))
@@ -118,8 +170,9 @@ class Agent:
         h = ctypes.c_void_p()
         rc = lib.rs_open(ctypes.byref(opts), ctypes.byref(h))
         if rc == RS_OK:
-            self._h = h
-            self._finalizer = weakref.finalize(self, _close_handle, lib, h)
+            self._ring.h = h
+            _rings.add(self._ring)
+            self._finalizer = weakref.finalize(self, _close_ring, lib, self._ring)
         elif rc in _RUNTIME and not strict:
             log.warning("ringside: agent %s runs unobserved: cannot open a ring in %s: %s",
                         agent_id, shm_dir or "the default shm dir", strerror(rc))
@@ -134,7 +187,7 @@ class Agent:
     @property
     def connected(self) -> bool:
         """True when a ring is open (False: no sidecar directory, or closed)."""
-        return self._h is not None
+        return self._ring.h is not None
 
     def _fail(self, rc: int, what: str) -> bool:
         """Handles a non-zero code: False for runtime conditions (unless strict), else raises."""
@@ -155,11 +208,13 @@ class Agent:
         if code is None:
             raise InvalidArgument("unknown status %r: use %s" % (status, ", ".join(
                 s.name.lower() for s in Status)), RS_EINVAL)
-        h = self._h
+        detail = _text(detail, "detail")
+        ring = self._ring
+        with ring.lock:
+            h = ring.h
+            rc = RS_ECLOSED if h is None else self._set_status(h, code, detail)
         if h is None:
             return self._absent("status")
-        rc = self._set_status(h, code, detail if detail is None or isinstance(detail, bytes)
-                              else detail.encode("utf-8", "replace"))
         return True if rc == RS_OK else self._fail(rc, "status")
 
     def task(self, task_id: str, title: Text = None) -> "Task":
@@ -182,23 +237,27 @@ class Agent:
 
     def stats(self) -> Dict[str, int]:
         """The handle's counters (rs_stats_get), or {} when no ring is open."""
-        if self._h is None:
-            return {}
         st = _lib.RsStats()
         st.size = ctypes.sizeof(st)
-        rc = self._lib.rs_stats_get(self._h, ctypes.byref(st))
+        ring = self._ring
+        with ring.lock:
+            if ring.h is None:
+                return {}
+            rc = self._lib.rs_stats_get(ring.h, ctypes.byref(st))
         if rc != RS_OK:
             self._fail(rc, "stats")
             return {}
         return {name: getattr(st, name) for name, _ in _lib.RsStats._fields_ if name != "size"}
 
     def close(self) -> None:
-        """Marks the ring as ended cleanly and releases it.  Idempotent.  Must not race with other
-        calls on this agent.  In a fork child it only frees memory (the parent's ring is
-        untouched)."""
+        """Ends the tasks still open as failed (exit code 1), marks the ring as ended cleanly and
+        releases it.  Idempotent; safe while other threads publish (their later calls publish
+        nothing).  Done at interpreter exit for agents still open.  In a fork child it only
+        frees memory (the parent's ring is untouched)."""
         if self._finalizer is not None:
             self._finalizer()
-        self._h = None
+        else:
+            self._ring.h = None
 
     def __enter__(self) -> "Agent":
         return self
@@ -208,7 +267,7 @@ class Agent:
 
     def __repr__(self) -> str:
         return "<ringside.Agent %s/%s %s>" % (self.project_id, self.agent_id,
-                                             "connected" if self._h else "unobserved")
+                                             "connected" if self.connected else "unobserved")
 
 
 class Task:
@@ -221,36 +280,54 @@ class Task:
         self.ended = False
         self.returncode: Optional[int] = None  # of the last run(), if any
         self.live = False  # started in the ring (False when unobserved)
-        h = agent._h
+        self.start_dropped = False  # started, but its start event was dropped (ring full)
+        title_b = _text(title, "title")
+        ring = agent._ring
+        with ring.lock:
+            h = ring.h
+            rc = RS_ECLOSED if h is None else agent._lib.rs_task_start(h, self._tid, title_b)
+            if rc in (RS_OK, RS_EFULL):  # EFULL: the task is open; its start event was dropped
+                ring.tasks[self._tid] = True
         if h is None:
             agent._absent("task start")
             return
-        rc = agent._lib.rs_task_start(h, self._tid, _text(title))
-        if rc in (RS_OK, RS_EFULL):  # EFULL: dropped and counted, but open locally
+        if rc in (RS_OK, RS_EFULL):
             self.live = True
             if rc == RS_EFULL and agent.strict:
-                agent._fail(rc, "task start")
+                # Raising would lose the handle of a task that exists (a retry: TaskExists).
+                self.start_dropped = True
+                warnings.warn("ringside: task %s started, but its start event was dropped: %s"
+                              % (task_id, strerror(rc)), RingFullWarning, stacklevel=3)
         else:
             agent._fail(rc, "task start %s" % task_id)
 
-    def _call(self, what: str) -> Optional[ctypes.c_void_p]:
+    def _call(self, what: str, fn: Any, *args: Any) -> Optional[int]:
+        """fn(handle, task id, *args) under the agent's lock: its code, or None when nothing
+        could be published (unobserved or closed agent; raises instead when strict)."""
         if self.ended:
             raise from_code(RS_ENOTASK, "%s of task %s" % (what, self.task_id), "already ended")
-        h = self.agent._h
-        if h is None or not self.live:
-            self.agent._absent(what)
-            return None
-        return h
+        ring = self.agent._ring
+        if self.live:
+            with ring.lock:
+                h = ring.h
+                if h is not None:
+                    return fn(h, self._tid, *args)
+        self.agent._absent(what)
+        return None
 
     def progress(self, step: int, total: int = 0, message: Text = None) -> bool:
         """Reports progress (only the latest value is kept; total 0 = unknown)."""
-        h = self._call("progress")
-        if h is None:
-            return False
+        if self.ended:
+            raise from_code(RS_ENOTASK, "progress of task %s" % self.task_id, "already ended")
+        if (not isinstance(step, int) or not isinstance(total, int) or isinstance(step, bool)
+                or isinstance(total, bool)):
+            raise InvalidArgument("progress %r/%r: steps are integers" % (step, total), RS_EINVAL)
         if step < 0 or total < 0 or step > 0xFFFFFFFF or total > 0xFFFFFFFF:
             raise InvalidArgument("progress %d/%d: steps are 32-bit unsigned" % (step, total),
                                   RS_EINVAL)
-        rc = self.agent._progress(h, self._tid, step, total, _text(message))
+        rc = self._call("progress", self.agent._progress, step, total, _text(message, "message"))
+        if rc is None:
+            return False
         return True if rc == RS_OK else self.agent._fail(rc, "progress of %s" % self.task_id)
 
     def write(self, data: Union[bytes, bytearray, memoryview, str],
@@ -260,21 +337,20 @@ class Task:
         s = _STREAM.get(stream)
         if s is None:
             raise InvalidArgument("unknown stream %r: use stdout or stderr" % (stream,), RS_EINVAL)
-        h = self._call("write")
-        if h is None:
-            return False
         if isinstance(data, str):
             data = data.encode("utf-8", "replace")
-        elif not isinstance(data, bytes):
+        elif isinstance(data, (bytearray, memoryview)):
             data = bytes(data)
+        elif not isinstance(data, bytes):
+            raise TypeError("write() takes bytes, bytearray, memoryview or str, not %s"
+                            % type(data).__name__)
         n = len(data)
         w = self.agent._write
-        if n <= RS_WRITE_CHUNK:
-            rc = w(h, self._tid, s, data, n)
-            return True if rc == RS_OK else self.agent._fail(rc, "write to %s" % self.task_id)
-        for off in range(0, n, RS_WRITE_CHUNK):
-            piece = data[off:off + RS_WRITE_CHUNK]
-            rc = w(h, self._tid, s, piece, len(piece))
+        for off in range(0, max(n, 1), RS_WRITE_CHUNK):
+            piece = data if n <= RS_WRITE_CHUNK else data[off:off + RS_WRITE_CHUNK]
+            rc = self._call("write", w, s, piece, len(piece))
+            if rc is None:
+                return False
             if rc != RS_OK:
                 return self.agent._fail(rc, "write to %s" % self.task_id)
         return True
@@ -286,11 +362,20 @@ class Task:
         if code not in _OUTCOMES:
             raise InvalidArgument("outcome %r: use completed, failed or cancelled" % (outcome,),
                                   RS_EINVAL)
-        h = self._call("end")
+        if not isinstance(exit_code, int) or isinstance(exit_code, bool):
+            raise InvalidArgument("exit code %r: use an int" % (exit_code,), RS_EINVAL)
+        if not -0x80000000 <= exit_code <= 0x7FFFFFFF:
+            raise InvalidArgument("exit code %d: out of the int range" % exit_code, RS_EINVAL)
+        ring = self.agent._ring
+        end = self.agent._lib.rs_task_end
+
+        def _end(h: Any, tid: bytes) -> int:
+            ring.tasks.pop(tid, None)
+            return end(h, tid, code, exit_code)
+        rc = self._call("end", _end)
         self.ended = True
-        if h is None:
+        if rc is None:
             return False
-        rc = self.agent._lib.rs_task_end(h, self._tid, code, int(exit_code))
         return True if rc == RS_OK else self.agent._fail(rc, "end of %s" % self.task_id)
 
     def run(self, args: Sequence[str], **kw: Any) -> "subprocess.CompletedProcess[bytes]":
@@ -310,6 +395,8 @@ class Task:
             return
         if typ is None:
             outcome, code = _outcome_of(self.returncode)
+        elif issubclass(typ, GeneratorExit):  # a generator closed early: stopped, not failed
+            outcome, code = "cancelled", 0
         else:
             outcome, code = _outcome_of_exception(exc)
             try:
@@ -336,7 +423,7 @@ def _outcome_of_exception(exc: BaseException) -> "tuple[str, int]":
     if isinstance(exc, KeyboardInterrupt):
         return "cancelled", 130
     if type(exc).__name__ == "CancelledError":  # asyncio.CancelledError, without importing it
-        return "cancelled", 0
+        return "cancelled", 130
     if isinstance(exc, SystemExit):
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         return ("completed" if code == 0 else "failed"), code

@@ -36,6 +36,11 @@ class RingFull(RingsideError):
     code = -4
 
 
+class RingFullWarning(RuntimeWarning):
+    """Warned (strict agents only) when a task started but its start event was dropped
+    (RS_EFULL): the task exists and its handle is returned, so it can still be ended."""
+
+
 class Closed(RingsideError):
     """RS_ECLOSED: the agent was closed, or this is a forked child of the process that opened it."""
     code = -5

@@ -242,3 +242,142 @@ class AgentTest(ShmCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# A child interpreter whose daemon thread publishes as fast as it can while the main thread
+# returns: the close at interpreter exit must wait for the call in flight, not unmap under it.
+_EXIT_WHILE_PUBLISHING = r"""
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+import ringside
+a = ringside.Agent("py-d", "proj", shm_dir=sys.argv[2])
+busy = threading.Event()
+def spam():
+    t = a.task("spam", "x")
+    i = 0
+    while True:
+        a.status("working", "tick %d" % i)
+        t.progress(i % 10, 10)
+        t.write(b"z" * 300)
+        i += 1
+        if i == 50:
+            busy.set()
+threading.Thread(target=spam, daemon=True).start()
+if not busy.wait(10):
+    sys.exit(9)
+if len(sys.argv) > 3:
+    a.close()
+    if a.status("idle") is not False:
+        sys.exit(8)
+"""
+
+# A task left open at exit (sys.exit(3) outside any with block).
+_EXIT_WITH_OPEN_TASK = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+import ringside
+a = ringside.Agent("py-o", "proj", shm_dir=sys.argv[2])
+a.status("working", "about to leave")
+t = a.task("left-open", "never ended")
+sys.exit(3)
+"""
+
+
+class ThreadsAndExitTest(ShmCase):
+    def child(self, code, *args):
+        pkg = os.path.join(support.SRC, "client-sdk", "python")
+        env = dict(os.environ, **support.sanitizer_env())
+        return subprocess.run([sys.executable, "-c", code, pkg, self.shm, *args], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=support.T)
+
+    def test_exit_while_a_daemon_thread_publishes(self):
+        for i in range(8):  # the crash (SIGSEGV/SIGBUS) hit about one exit in two
+            p = self.child(_EXIT_WHILE_PUBLISHING)
+            self.assertEqual(p.returncode, 0, "run %d: %r" % (i, p.stderr[-2000:]))
+        recs = dump(self.shm)
+        self.assertTrue(all(r["closed_cleanly"] == 1 for r in of(recs, "ring")))
+
+    def test_close_while_threads_publish(self):
+        for i in range(4):
+            p = self.child(_EXIT_WHILE_PUBLISHING, "close")
+            self.assertEqual(p.returncode, 0, "run %d: %r" % (i, p.stderr[-2000:]))
+
+    def test_exit_ends_open_tasks_as_failed(self):
+        p = self.child(_EXIT_WITH_OPEN_TASK)
+        self.assertEqual(p.returncode, 3, p.stderr)
+        recs = dump(self.shm)
+        ends = [(e["task"], e["outcome"], e["exit_code"]) for e in of(recs, "task_end")]
+        self.assertEqual(ends, [("left-open", STATUS["failed"], 1)])
+
+    def test_strict_task_start_dropped_returns_the_task(self):
+        with ringside.Agent("py-s", "proj", shm_dir=self.shm, strict=True, log_slots=8,
+                            terminal=False) as a:
+            with self.assertRaises(ringside.RingFull):
+                for i in range(40):
+                    a.status("working", str(i))
+            with self.assertWarns(ringside.RingFullWarning):
+                t = a.task("x0")
+            self.assertTrue(t.start_dropped)
+            with self.assertRaises(ringside.TaskExists):
+                a.task("x0")
+            with self.assertRaises(ringside.RingFull):  # the end event is dropped too
+                t.end("completed")
+            self.assertTrue(t.ended)
+
+
+# Loading the library when the first candidate works must run no program (ctypes.util's
+# find_library runs ldconfig, gcc or ld: ~170 ms).  Audit hooks see every subprocess started.
+_NO_SUBPROCESS = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+started = []
+sys.addaudithook(lambda ev, args: started.append(args[0]) if ev == "subprocess.Popen" else None)
+import ringside
+a = ringside.Agent("py-l", "proj", shm_dir=sys.argv[2])
+a.close()
+print(started)
+"""
+
+
+class LoadingTest(ShmCase):
+    def test_no_program_is_run_when_the_library_loads(self):
+        pkg = os.path.join(support.SRC, "client-sdk", "python")
+        env = dict(os.environ, **support.sanitizer_env())
+        p = subprocess.run([sys.executable, "-c", _NO_SUBPROCESS, pkg, self.shm], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=support.T)
+        self.assertEqual((p.returncode, p.stdout), (0, b"[]\n"), p.stderr)
+
+
+class ArgumentTypesTest(ShmCase):
+    def test_bad_types_raise_clear_errors(self):
+        with ringside.Agent("py-t", "proj", shm_dir=self.shm) as a:
+            t = a.task("t1")
+            for bad in (5, [65, 66], None, object()):
+                with self.assertRaises(TypeError):
+                    t.write(bad)
+            self.assertTrue(t.write(bytearray(b"ok")))
+            with self.assertRaises(ringside.InvalidArgument):
+                t.progress(1.5, 3)
+            with self.assertRaises(ringside.InvalidArgument):
+                t.progress(True, 3)
+            with self.assertRaises(ringside.InvalidArgument):
+                a.status("working", 5)
+            with self.assertRaises(ringside.InvalidArgument):
+                a.status("working", "cut\0here")
+            with self.assertRaises(ringside.InvalidArgument):
+                t.end("failed", "3")
+            self.assertTrue(t.end("failed", 3))
+
+    def test_generator_closed_early_is_cancelled(self):
+        with ringside.Agent("py-g", "proj", shm_dir=self.shm) as a:
+            def steps():
+                with a.task("gen") as t:
+                    for i in range(10):
+                        t.progress(i, 10)
+                        yield i
+            g = steps()
+            next(g)
+            g.close()  # GeneratorExit inside the with block
+        ends = [(e["task"], e["outcome"], e["exit_code"]) for e in of(dump(self.shm), "task_end")]
+        self.assertEqual(ends, [("gen", STATUS["cancelled"], 0)])
+        self.assertEqual(term_bytes(dump(self.shm), "gen"), b"")

@@ -38,12 +38,32 @@ class RunTest(ShmCase):
         with ringside.Agent("py-run", "proj", shm_dir=self.shm) as a:
             r = a.run("pipes", [PY, "-c", CAT2] + self.files(out, err), pty=False, capture=True)
         self.assertEqual(r.returncode, 0)
-        self.assertEqual(len(r.stdout), len(out) + len(err))
+        self.assertEqual((r.stdout, r.stderr), (out, err))  # separate, as the streams are
         recs = dump(self.shm)
         self.assertEqual(term_bytes(recs, "pipes", 1), out)
         self.assertEqual(term_bytes(recs, "pipes", 2), err)
         self.assertEqual([(e["outcome"], e["exit_code"]) for e in of(recs, "task_end")], [(4, 0)])
         self.assertEqual(of(recs, "task_start")[0]["title"][:len(PY)], PY)
+
+    def test_input_and_stdin_pipe(self):
+        data = bytes(range(256)) * 2000  # beyond any pipe buffer: written as the child reads
+        code = "import sys; d = sys.stdin.buffer.read(); sys.stdout.buffer.write(d[::-1])"
+        with ringside.Agent("py-in", "proj", shm_dir=self.shm) as a:
+            with a.task("in") as t:
+                for pty in (False, True):
+                    r = t.run([PY, "-c", code], input=data, pty=pty, capture=True, timeout=support.T)
+                    self.assertEqual(r.returncode, 0)
+                    if not pty:
+                        self.assertEqual(r.stdout, data[::-1])
+                r = t.run([PY, "-c", code], input=b"", pty=False, capture=True, timeout=support.T)
+                self.assertEqual(r.stdout, b"")
+                with self.assertRaises(ValueError):  # was: hung forever
+                    t.run([PY, "-c", code], stdin=subprocess.PIPE, timeout=support.T)
+                with self.assertRaises(TypeError):
+                    t.run([PY, "-c", code], input="text", timeout=support.T)
+                r = t.run([PY, "-c", "import sys; sys.stdin.close()"], input=data, pty=False,
+                          timeout=support.T)  # the child stops reading: the rest is dropped
+                self.assertEqual(r.returncode, 0)
 
     @unittest.skipUnless(ringside.pty_available(), "no pty on this platform")
     def test_pty_child_sees_a_terminal(self):
@@ -203,6 +223,20 @@ class InstalledPackageTest(ShmCase):
         self.assertTrue(p.stdout.decode().strip().startswith(os.path.join(target, "ringside")),
                         p.stdout)
         self.assertEqual([s["detail"] for s in of(dump(self.shm), "status")], ["installed"])
+
+    def test_wheel_is_tagged_for_the_platform(self):
+        # It holds a native library: py3-none-any (as it was) would install on any machine.
+        out = os.path.join(self.tmp.name, "wheels")
+        env = {k: v for k, v in os.environ.items() if k != "RINGSIDE_LIB"}
+        env["PIP_NO_INDEX"] = "1"
+        env["RINGSIDE_LIB"] = support.LIB
+        p = subprocess.run([PY, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", out,
+                            os.path.join(support.SRC, "client-sdk", "python")],
+                           capture_output=True, timeout=120, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        names = os.listdir(out)
+        self.assertEqual(len(names), 1, names)
+        self.assertRegex(names[0], r"^ringside-0\.1\.0-py3-none-linux_[a-z0-9_]+\.whl$")
 
 
 if __name__ == "__main__":

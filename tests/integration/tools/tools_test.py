@@ -99,6 +99,18 @@ class PubTest(ShmCase):
         self.assertEqual([(s["status"], s["detail"]) for s in st], [(1, "reading the spec")])
         self.assertGreater(st[0]["ts_ns"], 0)
 
+    def test_long_text_is_truncated_not_refused(self):
+        # Was: over 4096 bytes a usage error saying "keep it under 256 bytes".
+        for n in (300, 5000, 60000):
+            p = self.pub("status", "working", "é" * n)
+            self.assertEqual((p.returncode, p.stderr), (0, b""), n)
+            p = self.pub("task-start", "t%d" % n, "t" * n)
+            self.assertEqual((p.returncode, p.stderr), (0, b""), n)
+        recs = dump(self.shm)
+        details = [st["detail"] for st in of(recs, "status")]
+        self.assertEqual(details, ["é" * 127] * 3)  # 254 bytes: cut on a character boundary
+        self.assertEqual({t["title"] for t in of(recs, "task_start")}, {"t" * 255})
+
     def test_every_status_name(self):
         for name, value in STATUS.items():
             p = self.pub("status", name)
@@ -205,7 +217,9 @@ class PubTest(ShmCase):
 
     def test_stdin_mode_bad_lines_are_skipped(self):
         script = (b"status working\nbogus\nstatus busy\nprogress nope 1 2\n"
-                  b"status idle \"open\n" + b"x" * 70000 + b"\nstatus completed\n")
+                  b"status idle \"open\n" + b"x" * 70000 + b"\nstatus completed\n"
+                  b'status idle "nul\x00inside"\n'
+                  b"status \x1b[2J\x1b]0;pwned\x07 x\n")
         p = self.pub("--stdin", input=script)
         self.assertEqual(p.returncode, 2)
         err = p.stderr.decode().splitlines()
@@ -216,6 +230,11 @@ class PubTest(ShmCase):
             "completed or cancelled",
             "ringside-pub: line 5: unterminated double quote",
             "ringside-pub: line 6: line longer than 65536 bytes: skipped",
+            # was: "unterminated double quote"
+            "ringside-pub: line 8: the line contains a NUL byte: write \\x00 inside double quotes",
+            # was echoed raw (the escape sequences reached the terminal)
+            "ringside-pub: line 9: unknown status '\\x1b[2J\\x1b]0;pwned\\x07': use idle, "
+            "working, stuck, failed, completed or cancelled",
         ])
         # progress of a task not started here starts it (as across processes): line 4 is fine
         recs = dump(self.shm)
