@@ -285,6 +285,9 @@ static void tq_arm(redis_conn *rc)
 {
     rc_cmd *head = rc->tq_head;
     if (head != NULL && !ev_is_active(&head->timer)) {
+        /* from now, not from the loop's cached time: replies handled late in a long iteration
+         * would otherwise start their successor's deadline in the past */
+        ev_now_update(rc->loop);
         ev_timer_set(&head->timer, head->timeout, 0.);
         ev_timer_start(rc->loop, &head->timer);
     }
