@@ -98,6 +98,8 @@ typedef struct conn {
     double in_msg_tokens;       /* inbound budget: --client-msg-rate bucket */
     double in_byte_tokens;      /* inbound budget: --client-byte-rate bucket (inflated bytes) */
     uint64_t in_mono;           /* last refill of both */
+    double in_frame_tokens;     /* inbound budget: frames of any kind (control, fragments) */
+    uint64_t in_frame_mono;
     int in_blocked;             /* over the inbound budget: never read again, closed */
     size_t read_budget;         /* bytes recv_cb may still read in this wslay_event_recv call */
     int shutdown_pending;       /* drain: send shutdown + close 1001 when the timer fires */

@@ -392,6 +392,30 @@ static void on_msg_recv_cb(wslay_event_context_ptr ctx, const struct wslay_event
     free(plain);
 }
 
+/* Frames of any kind count too, not only whole data messages: empty continuation frames, pings
+ * and pongs each cost a read and a parse (a ping also a reply), so a flood of them would stall
+ * the loop while no message budget moved.  A dashboard sends a message as one frame and a pong
+ * now and then; --client-msg-rate x 4 + 32 frames a second leaves room for fragmenting clients.
+ * Returns 0 when the frame budget is spent. */
+#define FRAMES_PER_MESSAGE 4
+#define FRAME_RATE_MIN 32
+static int inbound_frame_allowed(conn *c)
+{
+    const config *cfg = c->srv->cfg;
+    if (cfg->client_msg_rate <= 0)
+        return 1;
+    double rate = (double)cfg->client_msg_rate * FRAMES_PER_MESSAGE + FRAME_RATE_MIN;
+    uint64_t now = util_mono_ns();
+    c->in_frame_tokens += (double)(now - c->in_frame_mono) / 1e9 * rate;
+    c->in_frame_mono = now;
+    if (c->in_frame_tokens > rate)
+        c->in_frame_tokens = rate;
+    if (c->in_frame_tokens < 1.0)
+        return 0;
+    c->in_frame_tokens -= 1.0;
+    return 1;
+}
+
 /* RFC 6455 5.5.1: a close payload is empty or at least a 2-byte code; wslay reads a 1-byte one as
  * "no code", so it is caught here. */
 static void on_frame_start_cb(wslay_event_context_ptr ctx,
@@ -405,6 +429,10 @@ static void on_frame_start_cb(wslay_event_context_ptr ctx,
     c->frame_open = 1;
     if (arg->opcode < 0x8)
         c->in_fragment = !arg->fin;
+    if (!c->in_blocked && arg->opcode != WSLAY_CONNECTION_CLOSE && !inbound_frame_allowed(c)) {
+        inbound_exceeded(c, "frame");
+        return;
+    }
     if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1 && !c->why_set) {
         c->why_set = 1;
         c->why = CLOSE_PROTOCOL;
@@ -499,7 +527,8 @@ int ws_conn_init(conn *c)
     c->tokens = cfg->conn_msg_rate > 0 ? (double)cfg->conn_msg_rate : 0;
     c->tokens_mono = c->sub_tokens_mono = util_mono_ns();
     c->sub_tokens = SUBSCRIBE_RATE;
-    c->in_mono = util_mono_ns();
+    c->in_mono = c->in_frame_mono = util_mono_ns();
+    c->in_frame_tokens = (double)cfg->client_msg_rate * FRAMES_PER_MESSAGE + FRAME_RATE_MIN;
     c->in_msg_tokens = (double)cfg->client_msg_rate;
     c->in_byte_tokens = (double)(cfg->client_byte_rate > cfg->max_message ? cfg->client_byte_rate
                                                                           : cfg->max_message);

@@ -14,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from boundslib import Dashboard, RawWS, all_logs_json, metric, wait_until  # noqa: E402
 from conflib import Sidecar, binpath, main  # noqa: E402
-from wsraw import OP_TEXT, encode_frame  # noqa: E402
+from wsraw import OP_CONT, OP_PING, OP_PONG, OP_TEXT, encode_frame  # noqa: E402
 
 import rstest  # noqa: E402
 import subprocess  # noqa: E402
@@ -436,6 +436,29 @@ class InboundBudget(unittest.TestCase):
         w.send_raw(encode_frame(OP_TEXT, b'{"type":"pong"}') * 500)
         self.closed_for_inbound(w, before)
         w.close()
+        self.dash.assert_receives(self)
+
+    def test_control_frame_and_empty_fragment_floods_closed(self):
+        """Frames that are not whole messages count too: an endless fragmented message of empty
+        continuation frames, and unsolicited pongs or pings, each used to keep the loop busy
+        without moving any budget (found by an outside review)."""
+        floods = {
+            "fragments": encode_frame(OP_TEXT, b'{"type":', fin=False) +
+            encode_frame(OP_CONT, b"", fin=False) * 2000,
+            "pongs": encode_frame(OP_PONG, b"") * 2000,
+            "pings": encode_frame(OP_PING, b"x") * 2000,
+        }
+        for name, data in floods.items():
+            before = metric(self.sc, 'ws_updates_disconnections_total{reason="inbound_rate"}')
+            w = RawWS.connect(self.sc.port)
+            self.assertEqual(w.recv_json()["type"], "snapshot")
+            w.send_raw(data)
+            code, reason, _ = w.expect_close(5)
+            self.assertEqual((code, reason), (1008, b"inbound frame budget exceeded"), name)
+            self.assertTrue(wait_until(lambda: metric(
+                self.sc, 'ws_updates_disconnections_total{reason="inbound_rate"}') == before + 1,
+                5), name)
+            w.close()
         self.dash.assert_receives(self)
 
     def test_line_rate_flood_does_not_stall_others(self):
