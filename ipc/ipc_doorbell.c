@@ -23,6 +23,27 @@ struct ipc_doorbell {
     int broken; /* the mapping faulted: waits degrade to plain timeouts */
 };
 
+int ipc_doorbell_remove_foreign(const char *dir)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    if (dir == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (snprintf(p, sizeof p, "%s/%s", dir, IPC_DOORBELL_NAME) >= (int)sizeof p) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (lstat(p, &st) == -1)
+        return -1;
+    if (S_ISREG(st.st_mode)) {
+        errno = EEXIST;
+        return -1;
+    }
+    return S_ISDIR(st.st_mode) ? rmdir(p) : unlink(p);
+}
+
 int ipc_doorbell_open(const char *dir, ipc_doorbell **out)
 {
     if (dir == NULL || out == NULL)

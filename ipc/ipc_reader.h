@@ -148,6 +148,11 @@ typedef struct ipc_doorbell ipc_doorbell;
 
 /* Creates (or reuses) dir/doorbell and maps it.  Returns IPC_OK or IPC_ESYS (errno set). */
 int ipc_doorbell_open(const char *dir, ipc_doorbell **out);
+
+/* Removes dir/doorbell when it is not a regular file (a symlink, FIFO, socket, device or empty
+ * directory someone else put there; never followed).  Returns 0 if something was removed, else -1
+ * (errno set). */
+int ipc_doorbell_remove_foreign(const char *dir);
 /* Sets the sleeping flag with a full fence; returns the seq value to pass to ipc_doorbell_wait. */
 uint32_t ipc_doorbell_arm(ipc_doorbell *db);
 /* Clears the sleeping flag (after a wait, or when the re-check found work). */

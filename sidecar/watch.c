@@ -477,7 +477,15 @@ watch *watch_start(struct ev_loop *loop, const config *cfg, struct hub *h, char 
     w->ifd = -1;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    if (ipc_doorbell_open(cfg->shm_dir, &w->db) != IPC_OK) {
+    /* The doorbell's name is the sidecar's: something else there (planted by another process of
+     * the pod in the shared volume, which outlives restarts) would stop every start. */
+    if (ipc_doorbell_open(cfg->shm_dir, &w->db) != IPC_OK &&
+        ipc_doorbell_remove_foreign(cfg->shm_dir) == 0) {
+        log_warn("doorbell replaced: something other than a file had its name",
+                 "\"path\":\"%s\"", cfg->shm_dir);
+        (void)ipc_doorbell_open(cfg->shm_dir, &w->db);
+    }
+    if (w->db == NULL) {
         snprintf(errbuf, errlen, "--shm-dir %s: cannot create the doorbell file: %s", cfg->shm_dir,
                  strerror(errno));
         free(w);

@@ -178,6 +178,40 @@ def upgrade_head(port, target, headers=()):
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+class PlantedDoorbell(unittest.TestCase):
+    """A symlink, FIFO or directory planted under the doorbell's name in the shared volume (which
+    outlives restarts) used to stop every start of the sidecar: a crash loop (outside review)."""
+
+    def test_sidecar_starts_and_replaces_it(self):
+        for kind in ("symlink", "fifo", "dir"):
+            d = tempfile.mkdtemp(prefix="rs-bell-")
+            bell = os.path.join(d, "doorbell")
+            target = os.path.join(d, "elsewhere")
+            if kind == "symlink":
+                with open(target, "w") as f:
+                    f.write("do not touch")
+                os.symlink(target, bell)
+            elif kind == "fifo":
+                os.mkfifo(bell)
+            else:
+                os.mkdir(bell)
+            sc = rstest.Sidecar(shm_dir=d)
+            try:
+                st = os.lstat(bell)
+                self.assertTrue(os.path.isfile(bell) and not os.path.islink(bell), kind)
+                self.assertEqual(st.st_mode & 0o777, 0o660, kind)
+                self.assertIsNotNone(sc.wait_log(lambda l: l.get("msg", "").startswith(
+                    "doorbell replaced")), kind)
+                if kind == "symlink":
+                    with open(target) as f:
+                        self.assertEqual(f.read(), "do not touch")  # never followed
+                sc.pub("status", "working", "rang", agent="a1", project="p1")
+                self.assertEqual(sc.http("/healthz")[0], 200)
+            finally:
+                sc.stop()
+                subprocess.run(["rm", "-rf", d])
+
+
 class AuthSidecarCase(unittest.TestCase):
     args = ()
 
