@@ -102,10 +102,10 @@ function endTask(a, ev) {
   a.tasks.delete(ev.task_id);
   const started = t?.started_at || null;
   const dur = started ? (Date.parse(ev.timestamp) - Date.parse(started)) / 1000 : null;
-  const h = { task_id: ev.task_id, title: t?.title || ev.task_id, state: ev.outcome || 'completed',
+  const h = { task_id: ev.task_id, run: ev.run || t?.run, title: t?.title || ev.task_id, state: ev.outcome || 'completed',
     exit_code: ev.exit_code, started_at: started, ended_at: ev.timestamp,
     duration_seconds: Number.isFinite(dur) ? Math.max(0, dur) : null, output_retained: true };
-  a.history = [h, ...a.history.filter((x) => !(x.task_id === h.task_id && x.ended_at === h.ended_at))].slice(0, MAX_HISTORY);
+  a.history = [h, ...a.history.filter((x) => !(x.task_id === h.task_id && (h.run ? x.run === h.run : x.ended_at === h.ended_at)))].slice(0, MAX_HISTORY);
   a.historyRev++;
   return h;
 }
@@ -283,7 +283,7 @@ function outputButton(a, h, label) {
     text: gone ? 'output expired' : label, disabled: gone,
     title: gone ? 'The sidecar no longer keeps this task\'s output (--history-window / --history-bytes)' : null,
     'aria-label': `${gone ? 'Output expired' : label}: ${h.title || h.task_id}`,
-    onclick: () => openTerminal(a.agent_id, h.task_id) });
+    onclick: () => openTerminal(a.agent_id, h.task_id, { run: h.run }) });
 }
 
 /** The ended tasks: the last failure stays visible, the list is collapsed (bounded: MAX_HISTORY). */
@@ -506,30 +506,34 @@ const terminals = new Map(); // task_id -> panel (at most one)
 
 function wsBase() { return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`; }
 
-function taskHash(agentId, taskId) {
+function taskHash(agentId, taskId, run) {
   const p = new URLSearchParams();
   p.set('task', taskId);
   if (agentId) p.set('agent', agentId);
+  if (run) p.set('run', run);
   return `#${p.toString()}`;
 }
 
-function findTaskInfo(agentId, taskId) {
+/** run (a task's "run") picks one run of a task id the agent started again; without it the live run, else the newest. */
+function findTaskInfo(agentId, taskId, run) {
   const agents = agentId ? [model.agents.get(agentId)].filter(Boolean) : [...model.agents.values()];
   for (const a of agents) {
-    if (a.tasks.has(taskId)) return { agent: a, live: true, task: a.tasks.get(taskId) };
-    const h = a.history.find((x) => x.task_id === taskId);
+    const t = a.tasks.get(taskId);
+    if (t && (!run || !t.run || t.run === run)) return { agent: a, live: true, task: t };
+    const h = a.history.find((x) => x.task_id === taskId && (!run || x.run === run));
     if (h) return { agent: a, live: false, task: h };
   }
   return null;
 }
 
-async function openTerminal(agentId, taskId, { fromHash = false } = {}) {
+async function openTerminal(agentId, taskId, { fromHash = false, run = null } = {}) {
   const existing = terminals.get(taskId);
-  if (existing && (!agentId || existing.agentId === agentId)) { existing.closeBtn.focus(); return; }
+  if (existing && (!agentId || existing.agentId === agentId) && (existing.run || null) === (run || null)) { existing.closeBtn.focus(); return; }
   for (const id of [...terminals.keys()]) closeTerminal(id, { keepHash: true });
-  if (!fromHash && location.hash !== taskHash(agentId, taskId)) history.replaceState(null, '', taskHash(agentId, taskId));
-  const info = findTaskInfo(agentId, taskId);
-  const panel = { taskId, agentId, pending: 0, autoPaused: false, raw: [], rawBytes: 0, ended: info ? !info.live : false };
+  const hash = taskHash(agentId, taskId, run);
+  if (!fromHash && location.hash !== hash) history.replaceState(null, '', hash);
+  const info = findTaskInfo(agentId, taskId, run);
+  const panel = { taskId, agentId, run, pending: 0, autoPaused: false, raw: [], rawBytes: 0, ended: info ? !info.live : false };
   terminals.set(taskId, panel);
   panel.status = el('span', { class: 'term__status', role: 'status', text: 'connecting…' });
   panel.pauseBtn = el('button', { type: 'button', class: 'btn btn--small', 'aria-pressed': 'false', text: 'Pause',
@@ -537,7 +541,7 @@ async function openTerminal(agentId, taskId, { fromHash = false } = {}) {
     onclick: () => togglePause(panel) });
   panel.downloadBtn = el('button', { type: 'button', class: 'btn btn--small', text: 'Download raw',
     title: 'The exact bytes received (ANSI sequences included), up to 4 MiB', onclick: () => download(panel) });
-  panel.linkBtn = el('a', { class: 'btn btn--small', href: taskHash(agentId, taskId), text: 'Link',
+  panel.linkBtn = el('a', { class: 'btn btn--small', href: hash, text: 'Link',
     title: 'A link that opens this terminal' });
   panel.closeBtn = el('button', { type: 'button', class: 'btn btn--small', text: 'Close', 'aria-label': `Close terminal of ${taskId}`,
     onclick: () => closeTerminal(taskId) });
@@ -566,7 +570,7 @@ async function openTerminal(agentId, taskId, { fromHash = false } = {}) {
     panel.body.append(panel.pre);
     panel.root.dataset.renderer = 'pre';
   }
-  panel.client = new RingsideTerminal({ baseUrl: wsBase(), taskId, agentId: agentId || null, token: TOKEN });
+  panel.client = new RingsideTerminal({ baseUrl: wsBase(), taskId, agentId: agentId || null, run, token: TOKEN });
   panel.client.on('state', (s) => {
     panel.root.dataset.state = s.reason || s.state;
     if (s.state === STATES.CONNECTED) panel.status.textContent = panel.ended ? 'ended' : (panel.client.paused ? 'paused' : 'live');
@@ -697,7 +701,7 @@ function openFromHash() {
   const h = new URLSearchParams(location.hash.slice(1));
   const taskId = h.get('task');
   if (!taskId) return false;
-  openTerminal(h.get('agent') || '', taskId, { fromHash: true });
+  openTerminal(h.get('agent') || '', taskId, { fromHash: true, run: h.get('run') });
   return true;
 }
 window.addEventListener('hashchange', openFromHash);
@@ -749,7 +753,7 @@ client.on('task_started', (ev) => {
   if (ev.replayed) return;
   const a = agentOf(ev.agent_id, ev.project_id);
   const t = taskOf(a, ev.task_id);
-  Object.assign(t, { title: ev.title || ev.task_id, state: 'running', started_at: ev.timestamp });
+  Object.assign(t, { title: ev.title || ev.task_id, state: 'running', started_at: ev.timestamp, run: ev.run });
   a.timestamp = ev.timestamp;
   renderAllSoon();
 });

@@ -95,7 +95,7 @@ test('reload after a failure: the failed task and its output are one click away'
   assert.ok(await inView(page, term), 'the terminal opens in view');
   assert.ok(await page.locator(`${term} .term__status`).innerText().then((t) => /failed · exit 3/.test(t)));
   assert.equal(await page.locator(`${term} button`, { hasText: /Pause|Resume/ }).isHidden(), true, 'no pause on a finished log');
-  assert.equal(await page.evaluate(() => location.hash), '#task=compile&agent=builder');
+  assert.match(await page.evaluate(() => location.hash), /^#task=compile&agent=builder&run=\d+$/);
   const [download] = await Promise.all([page.waitForEvent('download'), page.locator(`${term} button`, { hasText: 'Download raw' }).click()]);
   const file = await download.path();
   assert.ok(fs.readFileSync(file).includes(Buffer.from('\x1b[31merror: undefined reference')), 'raw bytes, escape codes included');
@@ -265,6 +265,50 @@ test('Redis mode, two instances: after a reload on the other instance the failed
     redis.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a task id started again: the new run starts empty, each ended run opens its own output', async () => {
+  // The tester's repro (issue 19): "build #1" fails, then the same task id runs again.
+  await backend.pubAs('rerunner', 'web', ['task-start', 'build', 'build #1']);
+  await backend.pubAs('rerunner', 'web', ['term', 'build'], 'RUN ONE: FATAL disk full\r\n');
+  await backend.pubAs('rerunner', 'web', ['task-end', 'build', 'failed', '1']);
+  const page = await newPage();
+  await page.goto(`${backend.httpUrl}/`);
+  await page.waitForSelector('[data-agent="rerunner"] .failure:not([hidden])', { timeout: 10000 });
+  await backend.pubAs('rerunner', 'web', ['task-start', 'build', 'build #2']);
+  await backend.pubAs('rerunner', 'web', ['term', 'build'], 'RUN TWO: compiling\r\n');
+  const live = page.locator('[data-agent="rerunner"] .task[data-task="build"] button', { hasText: 'Show terminal' });
+  await live.click();
+  const term = '.term[data-task="build"]';
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('RUN TWO'), term, { timeout: 10000 });
+  assert.ok(!(await page.locator(term).innerText()).includes('RUN ONE'), 'run 2 starts with an empty scrollback');
+  // During run 2, run 1's history row shows run 1's output.
+  await page.locator(`${term} button`, { hasText: 'Close' }).click();
+  await page.locator('[data-agent="rerunner"] .history__summary').click();
+  const row = page.locator('[data-agent="rerunner"] .hist[data-task="build"]');
+  assert.match(await row.innerText(), /build #1/);
+  await row.locator('button', { hasText: 'Output' }).click();
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('RUN ONE'), term, { timeout: 10000 });
+  await page.waitForSelector(`${term}[data-state="ended"]`, { timeout: 10000 });
+  assert.ok(!(await page.locator(term).innerText()).includes('RUN TWO'));
+  await shot(page, '09-rerun-first-output');
+  // After run 2 ended too: two rows, each with its own output; the failure line is run 1's.
+  await page.locator(`${term} button`, { hasText: 'Close' }).click();
+  await backend.pubAs('rerunner', 'web', ['task-end', 'build', 'completed', '0']);
+  await page.waitForFunction(() => document.querySelectorAll('[data-agent="rerunner"] .hist[data-task="build"]').length === 2, null, { timeout: 10000 });
+  const rows = page.locator('[data-agent="rerunner"] .hist[data-task="build"]');
+  assert.match(await rows.nth(0).innerText(), /build #2/);
+  assert.match(await rows.nth(1).innerText(), /build #1/);
+  await rows.nth(1).locator('button', { hasText: 'Output' }).click();
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('RUN ONE'), term, { timeout: 10000 });
+  await page.waitForSelector(`${term}[data-state="ended"]`, { timeout: 10000 });
+  assert.ok(!(await page.locator(term).innerText()).includes('RUN TWO'));
+  await page.locator(`${term} button`, { hasText: 'Close' }).click();
+  await rows.nth(0).locator('button', { hasText: 'Output' }).click();
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('RUN TWO'), term, { timeout: 10000 });
+  await page.waitForSelector(`${term}[data-state="ended"]`, { timeout: 10000 });
+  assert.ok(!(await page.locator(term).innerText()).includes('RUN ONE'));
+  await page.context().close();
 });
 
 test('an agent with nothing running and no update for forget_s leaves the page', async () => {
