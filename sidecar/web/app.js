@@ -117,7 +117,9 @@ function applySnapshot(snap) {
     seen.add(a.agent_id);
     Object.assign(a, { status: s.status, detail: s.detail || '', alive: s.alive !== false, owner: s.owner, timestamp: s.timestamp });
     a.tasks = new Map();
-    for (const t of (s.tasks || []).slice(0, MAX_RUNNING)) a.tasks.set(t.task_id, { ...t, title: t.title || t.task_id });
+    // All running tasks are kept in the model (the sidecar bounds them, --max-tasks-per-agent) so
+    // the counts are right; only MAX_RUNNING of them are rendered.
+    for (const t of s.tasks || []) a.tasks.set(t.task_id, { ...t, title: t.title || t.task_id });
     a.history = (s.history || []).slice(0, MAX_HISTORY);
     a.historyRev++;
   }
@@ -268,11 +270,13 @@ function renderAgent(a) {
   c.detail.textContent = a.detail || '';
   c.detail.hidden = !a.detail;
   c.meta.textContent = a.timestamp ? `updated ${fmtTime(a.timestamp)}` : '';
-  let shown = 0;
-  for (const t of a.tasks.values()) { if (shown++ < MAX_RUNNING) renderTask(a, c, t); }
-  for (const [id, tc] of c.tasks) if (!a.tasks.has(id)) { tc.root.remove(); c.tasks.delete(id); }
-  c.more.hidden = a.tasks.size <= MAX_RUNNING;
-  c.more.textContent = `and ${a.tasks.size - MAX_RUNNING} more running tasks`;
+  const shown = new Set([...a.tasks.keys()].slice(0, MAX_RUNNING));
+  for (const [id, tc] of c.tasks) if (!shown.has(id)) { tc.root.remove(); c.tasks.delete(id); }
+  for (const id of shown) renderTask(a, c, a.tasks.get(id));
+  const more = a.tasks.size - shown.size;
+  c.more.hidden = more <= 0;
+  c.more.textContent = `and ${more} more running task${more === 1 ? '' : 's'}`;
+  c.more.dataset.count = String(Math.max(0, more));
   if (c.historyRev !== a.historyRev) { renderHistory(a, c); c.historyRev = a.historyRev; }
   updateStale(c);
 }

@@ -311,6 +311,31 @@ test('a task id started again: the new run starts empty, each ended run opens it
   await page.context().close();
 });
 
+test('more than 50 running tasks: 50 shown, the rest counted, the summary counts all', async () => {
+  const page = await newPage();
+  await page.goto(`${backend.httpUrl}/`);
+  await page.waitForSelector('[data-agent="deployer"] .task[data-task="rollout"]', { timeout: 10000 });
+  const base = Number(await page.locator('#summary').getAttribute('data-running'));
+  assert.ok(base >= 1, `running before: ${base}`);
+  await page.context().close();
+  for (let i = 0; i < 60; i++) await backend.pubAs('many', 'web', ['task-start', `job-${i}`, `job ${i}`]);
+  const p2 = await newPage();
+  await p2.goto(`${backend.httpUrl}/`);
+  const card = '[data-agent="many"]';
+  await p2.waitForFunction((s) => document.querySelector(s)?.textContent === 'and 10 more running tasks', `${card} .tasks__more`, { timeout: 10000 });
+  await p2.waitForFunction((n) => Number(document.querySelector('#summary')?.dataset.running) === n, base + 60, { timeout: 10000 });
+  assert.equal(await p2.locator(`${card} .task`).count(), 50);
+  await backend.pubAs('many', 'web', ['task-start', 'job-60', 'job 60']);
+  await p2.waitForFunction((n) => Number(document.querySelector('#summary')?.dataset.running) === n, base + 61, { timeout: 10000 });
+  await p2.waitForFunction((s) => document.querySelector(s)?.textContent === 'and 11 more running tasks', `${card} .tasks__more`, { timeout: 10000 });
+  assert.equal(await p2.locator(`${card} .task`).count(), 50);
+  // Tasks that end make room: a counted task is then shown.
+  for (let i = 0; i < 11; i++) await backend.pubAs('many', 'web', ['task-end', `job-${i}`, 'completed', '0']);
+  await p2.waitForSelector(`${card} .tasks__more[hidden]`, { state: 'attached', timeout: 10000 });
+  assert.equal(await p2.locator(`${card} .task`).count(), 50);
+  await p2.context().close();
+});
+
 test('an agent with nothing running and no update for forget_s leaves the page', async () => {
   await backend.pubAs('short-lived', 'misc', ['status', 'completed', 'done for today']);
   const page = await newPage();
