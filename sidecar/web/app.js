@@ -583,7 +583,12 @@ async function openTerminal(agentId, taskId, { fromHash = false, run = null } = 
     else if (s.reason === 'expired') panel.status.textContent = 'output expired: the sidecar no longer keeps it';
     else if (s.reason === 'forbidden') panel.status.textContent = 'access denied: your token does not cover this task';
     else if (s.reason === 'bad_request') panel.status.textContent = 'refused: bad task id';
-    else panel.status.textContent = s.state === STATES.CONNECTING ? 'connecting…' : 'disconnected — retrying';
+    else if (s.reason === 'rate_limited') {
+      // 429 (--conn-rate: new connections per minute from this address): say so, and when.
+      const secs = s.nextRetryAt ? Math.max(1, Math.ceil((s.nextRetryAt - Date.now()) / 1000)) : null;
+      panel.status.textContent = `too many connections from this address — retrying${secs ? ` in ${secs} s` : ''}`;
+      panel.root.dataset.retryIn = secs ?? '';
+    } else panel.status.textContent = s.state === STATES.CONNECTING ? 'connecting…' : 'disconnected — retrying';
     if (['ended', 'unknown_task', 'expired', 'forbidden', 'bad_request'].includes(s.reason)) endLive(panel);
   });
   panel.client.on('header', (h) => {

@@ -336,6 +336,32 @@ test('more than 50 running tasks: 50 shown, the rest counted, the summary counts
   await p2.context().close();
 });
 
+test('over the per-address connection rate the drawer says so and when it retries', async () => {
+  // Its own sidecar: the page (1 connection) and two terminals within a minute, --conn-rate 2.
+  const b = new RealBackend(bins, { extraArgs: ['--no-auth', '--conn-rate', '2'] });
+  await b.start();
+  try {
+    await b.pubAs('limited', 'web', ['task-start', 'once', 'once']);
+    await b.pubAs('limited', 'web', ['term', 'once'], 'only once\r\n');
+    await b.pubAs('limited', 'web', ['task-end', 'once', 'failed', '1']);
+    const page = await newPage();
+    await page.goto(`${b.httpUrl}/`);
+    const show = page.locator('[data-agent="limited"] .failure button', { hasText: 'Show output' });
+    await show.click();
+    const term = '.term[data-task="once"]';
+    await page.waitForSelector(`${term}[data-state="ended"]`, { timeout: 10000 });
+    await page.locator(`${term} button`, { hasText: 'Close' }).click();
+    await show.click();
+    await page.waitForSelector(`${term}[data-state="rate_limited"]`, { timeout: 10000 });
+    assert.match(await page.locator(`${term} .term__status`).innerText(), /too many connections from this address — retrying in \d+ s/);
+    await shot(page, '10-rate-limited');
+    await page.context().close();
+  } finally {
+    await b.stop();
+    b.cleanup();
+  }
+});
+
 test('an agent with nothing running and no update for forget_s leaves the page', async () => {
   await backend.pubAs('short-lived', 'misc', ['status', 'completed', 'done for today']);
   const page = await newPage();
