@@ -148,6 +148,8 @@ void history_record(history *hs, const char *project_id, const char *agent_id,
     r->lost_bytes = t->lost_bytes;
     r->ended_mono = util_mono_ns();
     r->tail_state = t->tail_state == HISTORY_TAIL_REMOTE ? HISTORY_TAIL_REMOTE : HISTORY_TAIL_HELD;
+    if (hs->tail_max == 0)
+        r->tail_state = HISTORY_TAIL_EXPIRED; /* --history-tail 0: no output is kept at all */
     a->slots[(a->head + a->n) % hs->per_agent] = r;
     a->n++;
     hs->records++;

@@ -298,7 +298,7 @@ function renderHistory(a, c) {
   c.histSummary.textContent = `History · ${hist.length} ended${failed ? ` · ${failed} failed` : ''}`;
   c.histList.replaceChildren(...(c.hist.open ? hist : []).map((h) => el('li', { class: 'hist', 'data-task': h.task_id, 'data-state': h.state },
     el('span', { class: `pill pill--${h.state}`, text: h.state }),
-    el('span', { class: 'hist__title', text: h.title || h.task_id, title: h.task_id }),
+    el('span', { class: 'hist__title', text: h.title || h.task_id, title: h.title && h.title !== h.task_id ? `${h.title} (${h.task_id})` : h.task_id }),
     el('span', { class: 'hist__meta', text: [h.exit_code !== undefined && h.exit_code !== null ? `exit ${h.exit_code}` : '',
       fmtDuration(h.duration_seconds), h.ended_at ? `ended ${fmtTime(h.ended_at)}` : ''].filter(Boolean).join(' · ') }),
     outputButton(a, h, 'Output'))));
@@ -580,7 +580,10 @@ async function openTerminal(agentId, taskId, { fromHash = false, run = null } = 
     if (s.state === STATES.CONNECTED) panel.status.textContent = panel.ended ? 'ended' : (panel.client.paused ? 'paused' : 'live');
     else if (s.reason === 'ended') panel.status.textContent = panel.endText || 'ended';
     else if (s.reason === 'unknown_task') panel.status.textContent = 'no output: the sidecar does not know this task';
-    else if (s.reason === 'expired') panel.status.textContent = 'output expired: the sidecar no longer keeps it';
+    else if (s.reason === 'expired') {
+      panel.status.textContent = 'output expired: the sidecar no longer keeps it';
+      panel.downloadBtn.hidden = true; // nothing was received: no empty download
+    }
     else if (s.reason === 'forbidden') panel.status.textContent = 'access denied: your token does not cover this task';
     else if (s.reason === 'bad_request') panel.status.textContent = 'refused: bad task id';
     else if (s.reason === 'rate_limited') {

@@ -287,6 +287,8 @@ test('a task id started again: the new run starts empty, each ended run opens it
   await page.locator('[data-agent="rerunner"] .history__summary').click();
   const row = page.locator('[data-agent="rerunner"] .hist[data-task="build"]');
   assert.match(await row.innerText(), /build #1/);
+  assert.ok((await row.locator('.hist__title').boundingBox()).width > 40, 'the title is not squeezed away at 1280 px');
+  assert.equal(await row.locator('.hist__title').getAttribute('title'), 'build #1 (build)');
   await row.locator('button', { hasText: 'Output' }).click();
   await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('RUN ONE'), term, { timeout: 10000 });
   await page.waitForSelector(`${term}[data-state="ended"]`, { timeout: 10000 });

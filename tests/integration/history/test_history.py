@@ -119,6 +119,20 @@ class SnapshotHistoryTest(SidecarCase):
         self.assertEqual(run_async(closed_code(self.sc, term_path("never"))), 4004)
 
 
+    def test_history_tail_zero_keeps_no_output(self):
+        self.sc.stop()
+        self.sc = Sidecar(["--history-tail", "0", "--scrollback", "1000"])
+        run_task(self.sc, "t1", "failed", b"gone\r\n", 1)
+        h = agent_of(run_async(snapshot(self.sc)), "a1")["history"][0]
+        self.assertEqual((h["task_id"], h["output_retained"]), ("t1", False))
+        self.assertEqual(run_async(closed_code(self.sc, term_path("t1"))), 4010)
+
+    def test_history_tail_above_scrollback_warns_at_start(self):
+        self.sc.stop()
+        self.sc = Sidecar(["--history-tail", "5000", "--scrollback", "1000"])
+        self.assertIsNotNone(self.sc.wait_log(lambda l: "--history-tail above --scrollback" in str(l)))
+
+
 class EndedTerminalTest(SidecarCase):
     sidecar_args = ("--history-tail", "1000")
 
