@@ -667,12 +667,30 @@ function writeBytes(panel, bytes) {
 }
 function writeText(panel, s) { if (panel.term) panel.term.write(s); else if (panel.pre) appendPre(panel, s); }
 
+/** A bare carriage return: the text after the last newline goes (bounded by the node limit). */
+function eraseLine(panel) {
+  const pre = panel.pre;
+  for (let n = 0; n <= PRE_MAX_NODES && pre.lastChild; n++) {
+    const node = pre.lastChild;
+    const text = node.textContent;
+    const nl = text.lastIndexOf('\n');
+    if (nl >= 0) {
+      panel.preChars = (panel.preChars || 0) - (text.length - nl - 1);
+      node.textContent = text.slice(0, nl + 1);
+      return;
+    }
+    panel.preChars = (panel.preChars || 0) - text.length;
+    node.remove();
+  }
+}
+
 function appendPre(panel, s) {
   // Without xterm.js: colours and styles rendered as spans, other escape sequences removed.
   const pre = panel.pre;
   const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
   const frag = document.createDocumentFragment();
   for (const r of ansiRuns(s, panel.ansi)) {
+    if (r.cr) { pre.append(frag); eraseLine(panel); continue; }
     if (!r.fg && !r.bg && !r.bold && !r.dim && !r.italic && !r.underline) { frag.append(r.text); continue; }
     const span = document.createElement('span');
     span.textContent = r.text;

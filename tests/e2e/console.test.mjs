@@ -364,6 +364,19 @@ test('over the per-address connection rate the drawer says so and when it retrie
   }
 });
 
+test('the ANSI fallback: a bare carriage return overwrites the line', async () => {
+  await backend.pubAs('progressbar', 'misc', ['task-start', 'dl', 'download']);
+  await backend.pubAs('progressbar', 'misc', ['term', 'dl'], 'start\r\n10%');
+  await backend.pubAs('progressbar', 'misc', ['term', 'dl'], '\r50%\r100%\r\ndone\r\n');
+  await backend.pubAs('progressbar', 'misc', ['task-end', 'dl', 'completed', '0']);
+  const page = await newPage();
+  await page.goto(`${backend.httpUrl}/?renderer=plain#task=dl&agent=progressbar`);
+  const pre = '.term[data-task="dl"] .term__pre';
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('done'), pre, { timeout: 10000 });
+  assert.equal(await page.locator(pre).evaluate((e) => e.textContent), 'start\n100%\ndone\n');
+  await page.context().close();
+});
+
 test('an agent with nothing running and no update for forget_s leaves the page', async () => {
   await backend.pubAs('short-lived', 'misc', ['status', 'completed', 'done for today']);
   const page = await newPage();
