@@ -40,6 +40,7 @@ typedef struct upgrade {
     char agent[64];
     char project[64];
     char task[64];
+    uint64_t run;         /* terminal: run selector (the run's start in ns), 0 for none */
     char accept[32];
     char ext[160];
 } upgrade;

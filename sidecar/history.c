@@ -148,6 +148,8 @@ void history_record(history *hs, const char *project_id, const char *agent_id,
     r->lost_bytes = t->lost_bytes;
     r->ended_mono = util_mono_ns();
     r->tail_state = t->tail_state == HISTORY_TAIL_REMOTE ? HISTORY_TAIL_REMOTE : HISTORY_TAIL_HELD;
+    if (hs->tail_max == 0)
+        r->tail_state = HISTORY_TAIL_EXPIRED; /* --history-tail 0: no output is kept at all */
     a->slots[(a->head + a->n) % hs->per_agent] = r;
     a->n++;
     hs->records++;
@@ -180,15 +182,16 @@ void history_record(history *hs, const char *project_id, const char *agent_id,
         drop_tail(hs, hs->lru_tail, EVICT_BUDGET);
 }
 
-history_task *history_find(history *hs, const char *project_id, const char *agent_id,
-                           const char *task_id)
+/* The newest record of task_id (of the run started at started_ns when that is not 0). */
+static history_task *find_record(history *hs, const char *project_id, const char *agent_id,
+                                 const char *task_id, uint64_t started_ns)
 {
     hagent *a = find_hagent(hs, project_id, agent_id);
     if (a == NULL)
         return NULL;
     for (unsigned i = a->n; i-- > 0;) {
         history_task *r = slot(hs, a, i);
-        if (strcmp(r->task_id, task_id) != 0)
+        if (strcmp(r->task_id, task_id) != 0 || (started_ns != 0 && r->started_ns != started_ns))
             continue;
         if (r->tail_state == HISTORY_TAIL_HELD) {
             lru_unlink(hs, r);
@@ -197,6 +200,18 @@ history_task *history_find(history *hs, const char *project_id, const char *agen
         return r;
     }
     return NULL;
+}
+
+history_task *history_find(history *hs, const char *project_id, const char *agent_id,
+                           const char *task_id)
+{
+    return find_record(hs, project_id, agent_id, task_id, 0);
+}
+
+history_task *history_find_run(history *hs, const char *project_id, const char *agent_id,
+                               const char *task_id, uint64_t started_ns)
+{
+    return started_ns == 0 ? NULL : find_record(hs, project_id, agent_id, task_id, started_ns);
 }
 
 void history_render(const history *hs, buf *b, const char *project_id, const char *agent_id)
@@ -209,6 +224,7 @@ void history_render(const history *hs, buf *b, const char *project_id, const cha
         char ts[40];
         buf_puts(b, b->data[b->len - 1] == '[' ? "{" : ",{");
         json_kstr(b, "task_id", r->task_id);
+        json_kstr(b, "run", util_u64str(ts, sizeof ts, r->started_ns));
         json_kstr(b, "title", r->title);
         json_kstr(b, "state", r->outcome);
         json_ki64(b, "exit_code", r->exit_code);
@@ -233,7 +249,9 @@ int history_serve(conn *c, const char *agent_id, const char *project_id, const h
     buf_init(&b);
     buf_puts(&b, "{");
     json_kstr(&b, "type", "terminal");
+    char run[24];
     json_kstr(&b, "task_id", t->task_id);
+    json_kstr(&b, "run", util_u64str(run, sizeof run, t->started_ns));
     json_kstr(&b, "agent_id", agent_id);
     json_kstr(&b, "project_id", project_id);
     json_ku64(&b, "scrollback_bytes", t->tail_len);
@@ -258,6 +276,7 @@ int history_serve(conn *c, const char *agent_id, const char *project_id, const h
     json_kstr(&b, "timestamp", ts);
     json_ku64(&b, "ts_ns", t->ended_ns);
     json_kstr(&b, "task_id", t->task_id);
+    json_kstr(&b, "run", run);
     json_kstr(&b, "outcome", t->outcome);
     json_ki64(&b, "exit_code", t->exit_code);
     buf_puts(&b, "}");

@@ -65,6 +65,11 @@ void history_record(history *hs, const char *project_id, const char *agent_id,
 history_task *history_find(history *hs, const char *project_id, const char *agent_id,
                            const char *task_id);
 
+/* The record of task_id of the agent whose run started at started_ns (the "run" of the
+ * protocol: a task id an agent starts again is a new run), or NULL.  Marks its tail as used. */
+history_task *history_find_run(history *hs, const char *project_id, const char *agent_id,
+                               const char *task_id, uint64_t started_ns);
+
 /* Appends `,"history":[…]` (newest first) for the agent to b, after the agent's other fields. */
 void history_render(const history *hs, buf *b, const char *project_id, const char *agent_id);
 

@@ -192,14 +192,9 @@ static void trim_tasks(agent *a)
     }
 }
 
-static task *get_task(hub *h, agent *a, const char *task_id, uint64_t ts_ns)
+static task *new_task(hub *h, agent *a, const char *task_id, uint64_t ts_ns)
 {
-    task *t = find_task(a, task_id);
-    if (t != NULL) {
-        t->active_mono = util_mono_ns();
-        return t;
-    }
-    t = xcalloc(1, sizeof *t);
+    task *t = xcalloc(1, sizeof *t);
     t->active_mono = util_mono_ns();
     snprintf(t->id, sizeof t->id, "%s", task_id);
     t->started_ns = ts_ns;
@@ -208,6 +203,35 @@ static task *get_task(hub *h, agent *a, const char *task_id, uint64_t ts_ns)
     t->next = a->tasks;
     a->tasks = t;
     return t;
+}
+
+static task *get_task(hub *h, agent *a, const char *task_id, uint64_t ts_ns)
+{
+    task *t = find_task(a, task_id);
+    if (t != NULL) {
+        t->active_mono = util_mono_ns();
+        return t;
+    }
+    return new_task(h, a, task_id, ts_ns);
+}
+
+/* An agent starts the id of an ended task again: a new run with its own scrollback (issue 19).
+ * The ended run's output is in the history.  A viewer still reading the ended run (behind or
+ * paused) keeps it: the old task stays in the list, behind the new one, until trim_tasks. */
+static task *restart_task(hub *h, agent *a, task *old, uint64_t ts_ns)
+{
+    char id[IPC_ID_MAX + 1];
+    snprintf(id, sizeof id, "%s", old->id);
+    if (old->subs == NULL) {
+        for (task **pp = &a->tasks; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == old) {
+                *pp = old->next;
+                break;
+            }
+        }
+        task_free(old);
+    }
+    return new_task(h, a, id, ts_ns);
 }
 
 static void common_fields(buf *b, const char *type, const agent *a, uint64_t ts_ns)
@@ -714,8 +738,10 @@ static void end_task(hub *h, agent *a, task *t, uint8_t outcome, int32_t exit_co
     t->exit_code = exit_code;
     t->ended_ns = ts_ns;
     buf *b = &h->scratch;
+    char rs[24];
     common_fields(b, "task_ended", a, ts_ns);
     json_kstr(b, "task_id", t->id);
+    json_kstr(b, "run", util_u64str(rs, sizeof rs, t->started_ns));
     json_kstr(b, "outcome", status_name(outcome));
     json_ki64(b, "exit_code", exit_code);
     publish(h, a, FILTER_EV_TASK_ENDED, MSG_TASK, 1, ts_ns, 0);
@@ -773,8 +799,10 @@ static void terminal_end_for(hub *h, conn *c, task *t)
     (void)h;
     buf b;
     buf_init(&b);
+    char rs[24];
     common_fields(&b, "task_ended", t->agent, t->ended_ns);
     json_kstr(&b, "task_id", t->id);
+    json_kstr(&b, "run", util_u64str(rs, sizeof rs, t->started_ns));
     json_kstr(&b, "outcome", status_name(t->outcome));
     json_ki64(&b, "exit_code", t->exit_code);
     buf_puts(&b, "}");
@@ -990,24 +1018,19 @@ void hub_ring_event(hub *h, const ipc_identity *id, const ipc_event *ev)
         agent_status(h, a, ev->status, ev->detail, ev->ts_ns);
         break;
     case IPC_EV_TASK_START: {
+        char rs[24];
         task *t = find_task(a, ev->task_id);
         if (t != NULL && !t->ended)
             break; /* a second process of the agent re-announcing a running task */
         if (t != NULL && ev->ts_ns <= t->ended_ns)
             break; /* a late-read start from another process, older than the end we saw */
-        if (t != NULL) {
-            /* restarted task id: start over */
-            t->ended = 0;
-            t->has_progress = 0;
-            t->cur = t->total = 0;
-            t->message[0] = '\0';
-        }
-        t = get_task(h, a, ev->task_id, ev->ts_ns);
+        t = t != NULL ? restart_task(h, a, t, ev->ts_ns) : get_task(h, a, ev->task_id, ev->ts_ns);
         t->started_ns = ev->ts_ns;
         snprintf(t->title, sizeof t->title, "%s", ev->detail);
         buf *b = &h->scratch;
         common_fields(b, "task_started", a, ev->ts_ns);
         json_kstr(b, "task_id", t->id);
+        json_kstr(b, "run", util_u64str(rs, sizeof rs, t->started_ns));
         json_kstr(b, "title", t->title);
         publish(h, a, FILTER_EV_TASK_STARTED, MSG_TASK, 1, ev->ts_ns, 0);
         break;
@@ -1164,6 +1187,7 @@ static void snapshot(hub *h, conn *c, buf *b)
             buf_puts(b, b->data[b->len - 1] == '[' ? "{" : ",{");
             json_kstr(b, "title", t->title);
             json_kstr(b, "state", "running");
+            json_kstr(b, "run", util_u64str(ts, sizeof ts, t->started_ns));
             util_rfc3339(ts, sizeof ts, t->started_ns);
             json_kstr(b, "started_at", ts);
             progress_fields(b, t);
@@ -1257,8 +1281,30 @@ static int terminal_from_history(hub *h, conn *c, const char *task_id, const cha
     return history_serve(c, owner->id, owner->project, best) == 0 ? 0 : -3;
 }
 
+/* The ended run of task_id started at run, from the history of the agents c may see.
+ * Returns 0 served, -1 no such run visible, -3 its output is no longer kept. */
+static int terminal_of_run(hub *h, conn *c, const char *task_id, const char *agent_id,
+                           const char *project_id, uint64_t run)
+{
+    for (agent *a = h->agents; a != NULL; a = a->next) {
+        if ((agent_id[0] != '\0' && strcmp(a->id, agent_id) != 0) ||
+            (project_id[0] != '\0' && strcmp(a->project, project_id) != 0) ||
+            !conn_may_see(c, a->project, a->id))
+            continue;
+        history_task *r = history_find_run(h->hist, a->project, a->id, task_id, run);
+        if (r == NULL)
+            continue;
+        if (r->tail_state == HISTORY_TAIL_REMOTE && h->cl != NULL) {
+            history_redis_serve(h->cl, c, a->id, a->project, r);
+            return 0;
+        }
+        return history_serve(c, a->id, a->project, r) == 0 ? 0 : -3;
+    }
+    return -1;
+}
+
 int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id,
-                           const char *project_id)
+                           const char *project_id, uint64_t run)
 {
     /* Only among the tasks c may see: another project's task of the same id neither answers
      * (no existence oracle) nor shadows the user's own (D2). */
@@ -1269,9 +1315,12 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
             !conn_may_see(c, a->project, a->id))
             continue;
         task *t = find_task(a, task_id);
-        if (t != NULL && (found == NULL || t->started_ns > found->started_ns))
+        if (t != NULL && (found == NULL || t->started_ns > found->started_ns) &&
+            (run == 0 || (t->started_ns == run && !t->ended)))
             found = t;
     }
+    if (run != 0 && found == NULL)
+        return terminal_of_run(h, c, task_id, agent_id, project_id, run);
     if (found == NULL || found->ended)
         return terminal_from_history(h, c, task_id, agent_id, project_id, found);
     task *t = found;
@@ -1285,7 +1334,9 @@ int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *age
     buf_init(&b);
     buf_puts(&b, "{");
     json_kstr(&b, "type", "terminal");
+    char rs[24];
     json_kstr(&b, "task_id", t->id);
+    json_kstr(&b, "run", util_u64str(rs, sizeof rs, t->started_ns));
     json_kstr(&b, "agent_id", t->agent->id);
     json_kstr(&b, "project_id", t->agent->project);
     json_ku64(&b, "scrollback_bytes", t->sb_end - t->sb_start);
@@ -1462,6 +1513,8 @@ static void apply_remote(hub *h, agent *a, const char *type, json_t *o, uint64_t
     if (!filter_id_valid(task_id, strlen(task_id)))
         return;
     task *t = get_task(h, a, task_id, ts_ns);
+    if (strcmp(type, "task_started") == 0 && t->ended && ts_ns > t->ended_ns)
+        t = restart_task(h, a, t, ts_ns);
     if (strcmp(type, "task_started") == 0) {
         t->ended = 0;
         t->started_ns = ts_ns;

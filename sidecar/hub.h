@@ -39,9 +39,11 @@ void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, cons
 
 /* Subscribes c to the terminal of task_id (agent_id and project_id may be "" for any), chosen
  * only among the tasks c may see (D2).  Sends the header, scrollback and, for an ended task, its
- * end.  Returns 0, or -1 if no such task is visible to c (unknown and forbidden look the same). */
+ * end.  run (0: none) selects one run of a task id the agent started more than once: its
+ * "run" field, the run's start in ns; without it the live run, else the newest ended one.
+ * Returns 0, -3 if that run's output is no longer kept, or -1 if no such task is visible to c (unknown and forbidden look the same). */
 int hub_subscribe_terminal(hub *h, conn *c, const char *task_id, const char *agent_id,
-                           const char *project_id);
+                           const char *project_id, uint64_t run);
 
 /* c's rights were just replaced (token refresh): a terminal of a project no longer allowed is
  * closed with 4003 at once; event streams apply the new rights from the next message. */

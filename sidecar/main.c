@@ -193,6 +193,10 @@ static int serve(int argc, char **argv)
     ev_signal_start(loop, &g_daemon.sigint);
     ev_signal_init(&g_daemon.sighup, sighup_cb, SIGHUP);
     ev_signal_start(loop, &g_daemon.sighup);
+    if (cfg.history_tail > cfg.scrollback)
+        log_warn("--history-tail above --scrollback: an ended task keeps at most --scrollback bytes",
+                 "\"history_tail\":%ld,\"scrollback\":%ld", (long)cfg.history_tail,
+                 (long)cfg.scrollback);
     if (cfg.redis != NULL && cfg.all_projects)
         log_warn("--projects '*': this pod's agents may publish for every project of the cluster",
                  "\"reason\":\"explicit opt-in\"");

@@ -763,7 +763,8 @@ static void finish_upgrade(conn *c)
     } else {
         snprintf(c->task_id, sizeof c->task_id, "%s", up->task);
         /* Unknown and forbidden are one answer: no existence oracle across projects (D2). */
-        int r = hub_subscribe_terminal(srv->hub, c, up->task, up->agent, up->project);
+        int r = hub_subscribe_terminal(srv->hub, c, up->task, up->agent, up->project,
+                                       up->run);
         if (r == -3)
             conn_close_ws(c, 4010, CLOSE_OUTPUT_EXPIRED, "task ended; its output is no longer kept");
         else if (r != 0)
@@ -941,6 +942,18 @@ static void handle_upgrade(conn *c, const http_request *req, conn_endpoint ep, c
         if (http_query_get(req->query, req->query_len, "project_id", up->project,
                            sizeof up->project) < 0)
             up->project[0] = '\0';
+        int rn = http_query_get(req->query, req->query_len, "run", val, sizeof val);
+        if (rn != -1) {
+            char *end = val;
+            if (rn > 0)
+                up->run = strtoull(val, &end, 10);
+            if (rn <= 0 || *end != '\0' || val[0] < '0' || val[0] > '9' || up->run == 0) {
+                respond_error(c, 400, "Bad Request", REJ_FILTER, "bad_run",
+                              "run must be the positive integer a task's \"run\" field gives",
+                              NULL);
+                return;
+            }
+        }
     }
     ws_accept_key(key->value, key->value_len, up->accept);
     const http_header *offer = http_find_header(req, "Sec-WebSocket-Extensions");

@@ -19,6 +19,12 @@ uint64_t util_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+const char *util_u64str(char *out, size_t outlen, uint64_t v)
+{
+    snprintf(out, outlen, "%llu", (unsigned long long)v);
+    return out;
+}
+
 void util_rfc3339(char *out, size_t outlen, uint64_t ns)
 {
     time_t secs = (time_t)(ns / 1000000000u);

@@ -17,6 +17,9 @@ uint64_t util_now_ns(void);
 uint64_t util_mono_ns(void);
 /* Formats ns since the epoch as RFC 3339 UTC with milliseconds ("2026-11-22T18:20:01.123Z"). */
 void util_rfc3339(char *out, size_t outlen, uint64_t ns);
+/* Formats v in decimal into out and returns out (for JSON strings: a u64 a browser's number
+ * would round, such as a task run's start in ns). */
+const char *util_u64str(char *out, size_t outlen, uint64_t v);
 
 /* malloc/calloc/realloc/strdup that abort with a log line on OOM: the sidecar's only OOM policy. */
 void *xmalloc(size_t n);

@@ -72,7 +72,9 @@ function snapshot(st, text) {
 
 /**
  * Splits text (already decoded from UTF-8) into styled runs, updating st.  Carriage returns
- * before a newline are dropped; other control characters except \n and \t are removed.
+ * before a newline are dropped; a bare carriage return is a run {text:'', cr:true}: the renderer
+ * erases the current line (a progress bar redrawn in place); other control characters except \n
+ * and \t are removed.
  */
 export function ansiRuns(text, st) {
   let s = st.carry + text;
@@ -113,7 +115,7 @@ export function ansiRuns(text, st) {
     }
     if (ch === 0x0d) {
       if (i + 1 === s.length) { st.carry = '\r'; break; } // a \r\n split across chunks
-      if (s.charCodeAt(i + 1) !== 0x0a) plain += '\n';
+      if (s.charCodeAt(i + 1) !== 0x0a) { flush(); runs.push({ text: '', cr: true }); } // overwrite the line
       i++;
       continue;
     }

@@ -102,10 +102,10 @@ function endTask(a, ev) {
   a.tasks.delete(ev.task_id);
   const started = t?.started_at || null;
   const dur = started ? (Date.parse(ev.timestamp) - Date.parse(started)) / 1000 : null;
-  const h = { task_id: ev.task_id, title: t?.title || ev.task_id, state: ev.outcome || 'completed',
+  const h = { task_id: ev.task_id, run: ev.run || t?.run, title: t?.title || ev.task_id, state: ev.outcome || 'completed',
     exit_code: ev.exit_code, started_at: started, ended_at: ev.timestamp,
     duration_seconds: Number.isFinite(dur) ? Math.max(0, dur) : null, output_retained: true };
-  a.history = [h, ...a.history.filter((x) => !(x.task_id === h.task_id && x.ended_at === h.ended_at))].slice(0, MAX_HISTORY);
+  a.history = [h, ...a.history.filter((x) => !(x.task_id === h.task_id && (h.run ? x.run === h.run : x.ended_at === h.ended_at)))].slice(0, MAX_HISTORY);
   a.historyRev++;
   return h;
 }
@@ -117,7 +117,9 @@ function applySnapshot(snap) {
     seen.add(a.agent_id);
     Object.assign(a, { status: s.status, detail: s.detail || '', alive: s.alive !== false, owner: s.owner, timestamp: s.timestamp });
     a.tasks = new Map();
-    for (const t of (s.tasks || []).slice(0, MAX_RUNNING)) a.tasks.set(t.task_id, { ...t, title: t.title || t.task_id });
+    // All running tasks are kept in the model (the sidecar bounds them, --max-tasks-per-agent) so
+    // the counts are right; only MAX_RUNNING of them are rendered.
+    for (const t of s.tasks || []) a.tasks.set(t.task_id, { ...t, title: t.title || t.task_id });
     a.history = (s.history || []).slice(0, MAX_HISTORY);
     a.historyRev++;
   }
@@ -268,11 +270,13 @@ function renderAgent(a) {
   c.detail.textContent = a.detail || '';
   c.detail.hidden = !a.detail;
   c.meta.textContent = a.timestamp ? `updated ${fmtTime(a.timestamp)}` : '';
-  let shown = 0;
-  for (const t of a.tasks.values()) { if (shown++ < MAX_RUNNING) renderTask(a, c, t); }
-  for (const [id, tc] of c.tasks) if (!a.tasks.has(id)) { tc.root.remove(); c.tasks.delete(id); }
-  c.more.hidden = a.tasks.size <= MAX_RUNNING;
-  c.more.textContent = `and ${a.tasks.size - MAX_RUNNING} more running tasks`;
+  const shown = new Set([...a.tasks.keys()].slice(0, MAX_RUNNING));
+  for (const [id, tc] of c.tasks) if (!shown.has(id)) { tc.root.remove(); c.tasks.delete(id); }
+  for (const id of shown) renderTask(a, c, a.tasks.get(id));
+  const more = a.tasks.size - shown.size;
+  c.more.hidden = more <= 0;
+  c.more.textContent = `and ${more} more running task${more === 1 ? '' : 's'}`;
+  c.more.dataset.count = String(Math.max(0, more));
   if (c.historyRev !== a.historyRev) { renderHistory(a, c); c.historyRev = a.historyRev; }
   updateStale(c);
 }
@@ -283,7 +287,7 @@ function outputButton(a, h, label) {
     text: gone ? 'output expired' : label, disabled: gone,
     title: gone ? 'The sidecar no longer keeps this task\'s output (--history-window / --history-bytes)' : null,
     'aria-label': `${gone ? 'Output expired' : label}: ${h.title || h.task_id}`,
-    onclick: () => openTerminal(a.agent_id, h.task_id) });
+    onclick: () => openTerminal(a.agent_id, h.task_id, { run: h.run }) });
 }
 
 /** The ended tasks: the last failure stays visible, the list is collapsed (bounded: MAX_HISTORY). */
@@ -294,7 +298,7 @@ function renderHistory(a, c) {
   c.histSummary.textContent = `History · ${hist.length} ended${failed ? ` · ${failed} failed` : ''}`;
   c.histList.replaceChildren(...(c.hist.open ? hist : []).map((h) => el('li', { class: 'hist', 'data-task': h.task_id, 'data-state': h.state },
     el('span', { class: `pill pill--${h.state}`, text: h.state }),
-    el('span', { class: 'hist__title', text: h.title || h.task_id, title: h.task_id }),
+    el('span', { class: 'hist__title', text: h.title || h.task_id, title: h.title && h.title !== h.task_id ? `${h.title} (${h.task_id})` : h.task_id }),
     el('span', { class: 'hist__meta', text: [h.exit_code !== undefined && h.exit_code !== null ? `exit ${h.exit_code}` : '',
       fmtDuration(h.duration_seconds), h.ended_at ? `ended ${fmtTime(h.ended_at)}` : ''].filter(Boolean).join(' · ') }),
     outputButton(a, h, 'Output'))));
@@ -506,30 +510,34 @@ const terminals = new Map(); // task_id -> panel (at most one)
 
 function wsBase() { return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`; }
 
-function taskHash(agentId, taskId) {
+function taskHash(agentId, taskId, run) {
   const p = new URLSearchParams();
   p.set('task', taskId);
   if (agentId) p.set('agent', agentId);
+  if (run) p.set('run', run);
   return `#${p.toString()}`;
 }
 
-function findTaskInfo(agentId, taskId) {
+/** run (a task's "run") picks one run of a task id the agent started again; without it the live run, else the newest. */
+function findTaskInfo(agentId, taskId, run) {
   const agents = agentId ? [model.agents.get(agentId)].filter(Boolean) : [...model.agents.values()];
   for (const a of agents) {
-    if (a.tasks.has(taskId)) return { agent: a, live: true, task: a.tasks.get(taskId) };
-    const h = a.history.find((x) => x.task_id === taskId);
+    const t = a.tasks.get(taskId);
+    if (t && (!run || !t.run || t.run === run)) return { agent: a, live: true, task: t };
+    const h = a.history.find((x) => x.task_id === taskId && (!run || x.run === run));
     if (h) return { agent: a, live: false, task: h };
   }
   return null;
 }
 
-async function openTerminal(agentId, taskId, { fromHash = false } = {}) {
+async function openTerminal(agentId, taskId, { fromHash = false, run = null } = {}) {
   const existing = terminals.get(taskId);
-  if (existing && (!agentId || existing.agentId === agentId)) { existing.closeBtn.focus(); return; }
+  if (existing && (!agentId || existing.agentId === agentId) && (existing.run || null) === (run || null)) { existing.closeBtn.focus(); return; }
   for (const id of [...terminals.keys()]) closeTerminal(id, { keepHash: true });
-  if (!fromHash && location.hash !== taskHash(agentId, taskId)) history.replaceState(null, '', taskHash(agentId, taskId));
-  const info = findTaskInfo(agentId, taskId);
-  const panel = { taskId, agentId, pending: 0, autoPaused: false, raw: [], rawBytes: 0, ended: info ? !info.live : false };
+  const hash = taskHash(agentId, taskId, run);
+  if (!fromHash && location.hash !== hash) history.replaceState(null, '', hash);
+  const info = findTaskInfo(agentId, taskId, run);
+  const panel = { taskId, agentId, run, pending: 0, autoPaused: false, raw: [], rawBytes: 0, ended: info ? !info.live : false };
   terminals.set(taskId, panel);
   panel.status = el('span', { class: 'term__status', role: 'status', text: 'connecting…' });
   panel.pauseBtn = el('button', { type: 'button', class: 'btn btn--small', 'aria-pressed': 'false', text: 'Pause',
@@ -537,7 +545,7 @@ async function openTerminal(agentId, taskId, { fromHash = false } = {}) {
     onclick: () => togglePause(panel) });
   panel.downloadBtn = el('button', { type: 'button', class: 'btn btn--small', text: 'Download raw',
     title: 'The exact bytes received (ANSI sequences included), up to 4 MiB', onclick: () => download(panel) });
-  panel.linkBtn = el('a', { class: 'btn btn--small', href: taskHash(agentId, taskId), text: 'Link',
+  panel.linkBtn = el('a', { class: 'btn btn--small', href: hash, text: 'Link',
     title: 'A link that opens this terminal' });
   panel.closeBtn = el('button', { type: 'button', class: 'btn btn--small', text: 'Close', 'aria-label': `Close terminal of ${taskId}`,
     onclick: () => closeTerminal(taskId) });
@@ -566,16 +574,24 @@ async function openTerminal(agentId, taskId, { fromHash = false } = {}) {
     panel.body.append(panel.pre);
     panel.root.dataset.renderer = 'pre';
   }
-  panel.client = new RingsideTerminal({ baseUrl: wsBase(), taskId, agentId: agentId || null, token: TOKEN });
+  panel.client = new RingsideTerminal({ baseUrl: wsBase(), taskId, agentId: agentId || null, run, token: TOKEN });
   panel.client.on('state', (s) => {
     panel.root.dataset.state = s.reason || s.state;
     if (s.state === STATES.CONNECTED) panel.status.textContent = panel.ended ? 'ended' : (panel.client.paused ? 'paused' : 'live');
     else if (s.reason === 'ended') panel.status.textContent = panel.endText || 'ended';
     else if (s.reason === 'unknown_task') panel.status.textContent = 'no output: the sidecar does not know this task';
-    else if (s.reason === 'expired') panel.status.textContent = 'output expired: the sidecar no longer keeps it';
+    else if (s.reason === 'expired') {
+      panel.status.textContent = 'output expired: the sidecar no longer keeps it';
+      panel.downloadBtn.hidden = true; // nothing was received: no empty download
+    }
     else if (s.reason === 'forbidden') panel.status.textContent = 'access denied: your token does not cover this task';
     else if (s.reason === 'bad_request') panel.status.textContent = 'refused: bad task id';
-    else panel.status.textContent = s.state === STATES.CONNECTING ? 'connecting…' : 'disconnected — retrying';
+    else if (s.reason === 'rate_limited') {
+      // 429 (--conn-rate: new connections per minute from this address): say so, and when.
+      const secs = s.nextRetryAt ? Math.max(1, Math.ceil((s.nextRetryAt - Date.now()) / 1000)) : null;
+      panel.status.textContent = `too many connections from this address — retrying${secs ? ` in ${secs} s` : ''}`;
+      panel.root.dataset.retryIn = secs ?? '';
+    } else panel.status.textContent = s.state === STATES.CONNECTING ? 'connecting…' : 'disconnected — retrying';
     if (['ended', 'unknown_task', 'expired', 'forbidden', 'bad_request'].includes(s.reason)) endLive(panel);
   });
   panel.client.on('header', (h) => {
@@ -651,12 +667,30 @@ function writeBytes(panel, bytes) {
 }
 function writeText(panel, s) { if (panel.term) panel.term.write(s); else if (panel.pre) appendPre(panel, s); }
 
+/** A bare carriage return: the text after the last newline goes (bounded by the node limit). */
+function eraseLine(panel) {
+  const pre = panel.pre;
+  for (let n = 0; n <= PRE_MAX_NODES && pre.lastChild; n++) {
+    const node = pre.lastChild;
+    const text = node.textContent;
+    const nl = text.lastIndexOf('\n');
+    if (nl >= 0) {
+      panel.preChars = (panel.preChars || 0) - (text.length - nl - 1);
+      node.textContent = text.slice(0, nl + 1);
+      return;
+    }
+    panel.preChars = (panel.preChars || 0) - text.length;
+    node.remove();
+  }
+}
+
 function appendPre(panel, s) {
   // Without xterm.js: colours and styles rendered as spans, other escape sequences removed.
   const pre = panel.pre;
   const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
   const frag = document.createDocumentFragment();
   for (const r of ansiRuns(s, panel.ansi)) {
+    if (r.cr) { pre.append(frag); eraseLine(panel); continue; }
     if (!r.fg && !r.bg && !r.bold && !r.dim && !r.italic && !r.underline) { frag.append(r.text); continue; }
     const span = document.createElement('span');
     span.textContent = r.text;
@@ -697,7 +731,7 @@ function openFromHash() {
   const h = new URLSearchParams(location.hash.slice(1));
   const taskId = h.get('task');
   if (!taskId) return false;
-  openTerminal(h.get('agent') || '', taskId, { fromHash: true });
+  openTerminal(h.get('agent') || '', taskId, { fromHash: true, run: h.get('run') });
   return true;
 }
 window.addEventListener('hashchange', openFromHash);
@@ -749,7 +783,7 @@ client.on('task_started', (ev) => {
   if (ev.replayed) return;
   const a = agentOf(ev.agent_id, ev.project_id);
   const t = taskOf(a, ev.task_id);
-  Object.assign(t, { title: ev.title || ev.task_id, state: 'running', started_at: ev.timestamp });
+  Object.assign(t, { title: ev.title || ev.task_id, state: 'running', started_at: ev.timestamp, run: ev.run });
   a.timestamp = ev.timestamp;
   renderAllSoon();
 });

@@ -699,6 +699,7 @@ export class RingsideTerminal extends ReconnectingSocket {
     super(opts);
     this.taskId = opts.taskId || null;
     this.agentId = opts.agentId || null; // disambiguates a task id used by several agents
+    this.run = opts.run ? String(opts.run) : null; // one run of a task id started again (its "run")
     this.paused = false;
     this.ended = false;
     if (opts.autoConnect !== false) this.connect();
@@ -712,6 +713,7 @@ export class RingsideTerminal extends ReconnectingSocket {
     u.searchParams.delete('token');
     if (this.token) u.searchParams.set('token', this.token);
     if (this.agentId && !u.searchParams.has('agent_id')) u.searchParams.set('agent_id', this.agentId);
+    if (this.run && !u.searchParams.has('run')) u.searchParams.set('run', this.run);
     this._lastUrl = u.toString();
     return this._lastUrl;
   }

@@ -95,7 +95,7 @@ test('reload after a failure: the failed task and its output are one click away'
   assert.ok(await inView(page, term), 'the terminal opens in view');
   assert.ok(await page.locator(`${term} .term__status`).innerText().then((t) => /failed · exit 3/.test(t)));
   assert.equal(await page.locator(`${term} button`, { hasText: /Pause|Resume/ }).isHidden(), true, 'no pause on a finished log');
-  assert.equal(await page.evaluate(() => location.hash), '#task=compile&agent=builder');
+  assert.match(await page.evaluate(() => location.hash), /^#task=compile&agent=builder&run=\d+$/);
   const [download] = await Promise.all([page.waitForEvent('download'), page.locator(`${term} button`, { hasText: 'Download raw' }).click()]);
   const file = await download.path();
   assert.ok(fs.readFileSync(file).includes(Buffer.from('\x1b[31merror: undefined reference')), 'raw bytes, escape codes included');
@@ -265,6 +265,116 @@ test('Redis mode, two instances: after a reload on the other instance the failed
     redis.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a task id started again: the new run starts empty, each ended run opens its own output', async () => {
+  // The tester's repro (issue 19): "build #1" fails, then the same task id runs again.
+  await backend.pubAs('rerunner', 'web', ['task-start', 'build', 'build #1']);
+  await backend.pubAs('rerunner', 'web', ['term', 'build'], 'RUN ONE: FATAL disk full\r\n');
+  await backend.pubAs('rerunner', 'web', ['task-end', 'build', 'failed', '1']);
+  const page = await newPage();
+  await page.goto(`${backend.httpUrl}/`);
+  await page.waitForSelector('[data-agent="rerunner"] .failure:not([hidden])', { timeout: 10000 });
+  await backend.pubAs('rerunner', 'web', ['task-start', 'build', 'build #2']);
+  await backend.pubAs('rerunner', 'web', ['term', 'build'], 'RUN TWO: compiling\r\n');
+  const live = page.locator('[data-agent="rerunner"] .task[data-task="build"] button', { hasText: 'Show terminal' });
+  await live.click();
+  const term = '.term[data-task="build"]';
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('RUN TWO'), term, { timeout: 10000 });
+  assert.ok(!(await page.locator(term).innerText()).includes('RUN ONE'), 'run 2 starts with an empty scrollback');
+  // During run 2, run 1's history row shows run 1's output.
+  await page.locator(`${term} button`, { hasText: 'Close' }).click();
+  await page.locator('[data-agent="rerunner"] .history__summary').click();
+  const row = page.locator('[data-agent="rerunner"] .hist[data-task="build"]');
+  assert.match(await row.innerText(), /build #1/);
+  assert.ok((await row.locator('.hist__title').boundingBox()).width > 40, 'the title is not squeezed away at 1280 px');
+  assert.equal(await row.locator('.hist__title').getAttribute('title'), 'build #1 (build)');
+  await row.locator('button', { hasText: 'Output' }).click();
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('RUN ONE'), term, { timeout: 10000 });
+  await page.waitForSelector(`${term}[data-state="ended"]`, { timeout: 10000 });
+  assert.ok(!(await page.locator(term).innerText()).includes('RUN TWO'));
+  await shot(page, '09-rerun-first-output');
+  // After run 2 ended too: two rows, each with its own output; the failure line is run 1's.
+  await page.locator(`${term} button`, { hasText: 'Close' }).click();
+  await backend.pubAs('rerunner', 'web', ['task-end', 'build', 'completed', '0']);
+  await page.waitForFunction(() => document.querySelectorAll('[data-agent="rerunner"] .hist[data-task="build"]').length === 2, null, { timeout: 10000 });
+  const rows = page.locator('[data-agent="rerunner"] .hist[data-task="build"]');
+  assert.match(await rows.nth(0).innerText(), /build #2/);
+  assert.match(await rows.nth(1).innerText(), /build #1/);
+  await rows.nth(1).locator('button', { hasText: 'Output' }).click();
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('RUN ONE'), term, { timeout: 10000 });
+  await page.waitForSelector(`${term}[data-state="ended"]`, { timeout: 10000 });
+  assert.ok(!(await page.locator(term).innerText()).includes('RUN TWO'));
+  await page.locator(`${term} button`, { hasText: 'Close' }).click();
+  await rows.nth(0).locator('button', { hasText: 'Output' }).click();
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('RUN TWO'), term, { timeout: 10000 });
+  await page.waitForSelector(`${term}[data-state="ended"]`, { timeout: 10000 });
+  assert.ok(!(await page.locator(term).innerText()).includes('RUN ONE'));
+  await page.context().close();
+});
+
+test('more than 50 running tasks: 50 shown, the rest counted, the summary counts all', async () => {
+  const page = await newPage();
+  await page.goto(`${backend.httpUrl}/`);
+  await page.waitForSelector('[data-agent="deployer"] .task[data-task="rollout"]', { timeout: 10000 });
+  const base = Number(await page.locator('#summary').getAttribute('data-running'));
+  assert.ok(base >= 1, `running before: ${base}`);
+  await page.context().close();
+  for (let i = 0; i < 60; i++) await backend.pubAs('many', 'web', ['task-start', `job-${i}`, `job ${i}`]);
+  const p2 = await newPage();
+  await p2.goto(`${backend.httpUrl}/`);
+  const card = '[data-agent="many"]';
+  await p2.waitForFunction((s) => document.querySelector(s)?.textContent === 'and 10 more running tasks', `${card} .tasks__more`, { timeout: 10000 });
+  await p2.waitForFunction((n) => Number(document.querySelector('#summary')?.dataset.running) === n, base + 60, { timeout: 10000 });
+  assert.equal(await p2.locator(`${card} .task`).count(), 50);
+  await backend.pubAs('many', 'web', ['task-start', 'job-60', 'job 60']);
+  await p2.waitForFunction((n) => Number(document.querySelector('#summary')?.dataset.running) === n, base + 61, { timeout: 10000 });
+  await p2.waitForFunction((s) => document.querySelector(s)?.textContent === 'and 11 more running tasks', `${card} .tasks__more`, { timeout: 10000 });
+  assert.equal(await p2.locator(`${card} .task`).count(), 50);
+  // Tasks that end make room: a counted task is then shown.
+  for (let i = 0; i < 11; i++) await backend.pubAs('many', 'web', ['task-end', `job-${i}`, 'completed', '0']);
+  await p2.waitForSelector(`${card} .tasks__more[hidden]`, { state: 'attached', timeout: 10000 });
+  assert.equal(await p2.locator(`${card} .task`).count(), 50);
+  await p2.context().close();
+});
+
+test('over the per-address connection rate the drawer says so and when it retries', async () => {
+  // Its own sidecar: the page (1 connection) and two terminals within a minute, --conn-rate 2.
+  const b = new RealBackend(bins, { extraArgs: ['--no-auth', '--conn-rate', '2'] });
+  await b.start();
+  try {
+    await b.pubAs('limited', 'web', ['task-start', 'once', 'once']);
+    await b.pubAs('limited', 'web', ['term', 'once'], 'only once\r\n');
+    await b.pubAs('limited', 'web', ['task-end', 'once', 'failed', '1']);
+    const page = await newPage();
+    await page.goto(`${b.httpUrl}/`);
+    const show = page.locator('[data-agent="limited"] .failure button', { hasText: 'Show output' });
+    await show.click();
+    const term = '.term[data-task="once"]';
+    await page.waitForSelector(`${term}[data-state="ended"]`, { timeout: 10000 });
+    await page.locator(`${term} button`, { hasText: 'Close' }).click();
+    await show.click();
+    await page.waitForSelector(`${term}[data-state="rate_limited"]`, { timeout: 10000 });
+    assert.match(await page.locator(`${term} .term__status`).innerText(), /too many connections from this address — retrying in \d+ s/);
+    await shot(page, '10-rate-limited');
+    await page.context().close();
+  } finally {
+    await b.stop();
+    b.cleanup();
+  }
+});
+
+test('the ANSI fallback: a bare carriage return overwrites the line', async () => {
+  await backend.pubAs('progressbar', 'misc', ['task-start', 'dl', 'download']);
+  await backend.pubAs('progressbar', 'misc', ['term', 'dl'], 'start\r\n10%');
+  await backend.pubAs('progressbar', 'misc', ['term', 'dl'], '\r50%\r100%\r\ndone\r\n');
+  await backend.pubAs('progressbar', 'misc', ['task-end', 'dl', 'completed', '0']);
+  const page = await newPage();
+  await page.goto(`${backend.httpUrl}/?renderer=plain#task=dl&agent=progressbar`);
+  const pre = '.term[data-task="dl"] .term__pre';
+  await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes('done'), pre, { timeout: 10000 });
+  assert.equal(await page.locator(pre).evaluate((e) => e.textContent), 'start\n100%\ndone\n');
+  await page.context().close();
 });
 
 test('an agent with nothing running and no update for forget_s leaves the page', async () => {

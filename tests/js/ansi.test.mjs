@@ -26,6 +26,16 @@ test('a sequence split across chunks is completed by the next chunk', () => {
   assert.equal(text(c), '\nnext');
 });
 
+test('a bare carriage return overwrites the line (a cr run); CR LF is a newline', () => {
+  const st = ansiState();
+  const runs = ansiRuns('10%\r50%\r\n', st);
+  assert.deepEqual(runs.map((r) => (r.cr ? 'CR' : r.text)), ['10%', 'CR', '50%\n']);
+  // split across chunks: the \r waits for the next byte
+  const a = ansiRuns('90%\r', st);
+  const b = ansiRuns('done\n', st);
+  assert.deepEqual([...a, ...b].map((r) => (r.cr ? 'CR' : r.text)), ['90%', 'CR', 'done\n']);
+});
+
 test('256 colours, truecolor, cursor movement and OSC titles', () => {
   const st = ansiState();
   const runs = ansiRuns('\x1b]0;title\x07\x1b[2K\x1b[38;5;196mA\x1b[48;2;1;2;3mB\x1b[39;49mC\x1b(B', st);

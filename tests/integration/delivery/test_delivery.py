@@ -1084,6 +1084,7 @@ class TerminalTest(Base):
                 await events_until(obs, lambda m: m["type"] == "task_started")
             async with connect(self.sc, term_path("t1")) as ws:
                 hdr = await recv_json(ws)
+                self.assertTrue(hdr.pop("run").isdigit())  # the run's start in ns (issue 19)
                 self.assertEqual(hdr, {"type": "terminal", "task_id": "t1", "agent_id": "a1",
                                        "project_id": "p1", "scrollback_bytes": 0,
                                        "lost_bytes": 0, "ended": False})

@@ -100,7 +100,7 @@ class SnapshotHistoryTest(SidecarCase):
         self.assertEqual(h1["output_bytes"], len(b"\x1b[31merror: boom\x1b[0m\r\n"))
         self.assertGreaterEqual(h1["duration_seconds"], 0)
         self.assertLessEqual(h1["started_at"], h1["ended_at"])
-        self.assertEqual(set(h1), {"task_id", "title", "state", "exit_code", "started_at",
+        self.assertEqual(set(h1), {"task_id", "run", "title", "state", "exit_code", "started_at",
                                    "ended_at", "duration_seconds", "output_bytes",
                                    "output_retained"})
 
@@ -117,6 +117,20 @@ class SnapshotHistoryTest(SidecarCase):
         # The record of t0 left the history: its terminal has expired, not unknown.
         self.assertEqual(run_async(closed_code(self.sc, term_path("t0"))), 4010)
         self.assertEqual(run_async(closed_code(self.sc, term_path("never"))), 4004)
+
+
+    def test_history_tail_zero_keeps_no_output(self):
+        self.sc.stop()
+        self.sc = Sidecar(["--history-tail", "0", "--scrollback", "1000"])
+        run_task(self.sc, "t1", "failed", b"gone\r\n", 1)
+        h = agent_of(run_async(snapshot(self.sc)), "a1")["history"][0]
+        self.assertEqual((h["task_id"], h["output_retained"]), ("t1", False))
+        self.assertEqual(run_async(closed_code(self.sc, term_path("t1"))), 4010)
+
+    def test_history_tail_above_scrollback_warns_at_start(self):
+        self.sc.stop()
+        self.sc = Sidecar(["--history-tail", "5000", "--scrollback", "1000"])
+        self.assertIsNotNone(self.sc.wait_log(lambda l: "--history-tail above --scrollback" in str(l)))
 
 
 class EndedTerminalTest(SidecarCase):
@@ -140,6 +154,78 @@ class EndedTerminalTest(SidecarCase):
         self.assertEqual((hdr["scrollback_bytes"], hdr["output_bytes"]), (1000, 5000))
         self.assertEqual(data, out[-1000:])
         self.assertEqual(code, 1000)
+
+
+async def read_live_until(sc, path, needle, timeout=10):
+    """Opens a live terminal and reads (bounded) until needle arrives: (header, bytes)."""
+    async with connect(sc, path) as ws:
+        hdr = await recv_json(ws)
+        data = b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while needle not in data:
+            m = await asyncio.wait_for(ws.recv(), max(0.1, deadline - loop.time()))
+            if isinstance(m, bytes):
+                data += m
+        return hdr, data
+
+
+async def http_status(sc, path):
+    try:
+        async with connect(sc, path):
+            return 101
+    except websockets.exceptions.InvalidStatusCode as e:
+        return e.status_code
+
+
+class RunTest(SidecarCase):
+    """A task id started again after it ended is a new run: its own scrollback, and each ended
+    run stays addressable by its "run" (the tester's repro in issue 19)."""
+    sidecar_args = ("--history-tail", "1000")
+
+    def test_restarted_task_id_is_a_new_run(self):
+        one = b"RUN ONE: FATAL disk full\r\n"
+        run_task(self.sc, "build", "failed", one, 1, title="build #1")
+        self.sc.pub("task-start", "build", "build #2")
+        self.sc.pub("term", "build", stdin=b"RUN TWO: compiling\r\n")
+        hdr, live = run_async(read_live_until(self.sc, term_path("build", "a1"), b"RUN TWO"))
+        self.assertNotIn(b"RUN ONE", live)
+        self.assertFalse(hdr["ended"])
+        snap = run_async(snapshot(self.sc))
+        a = agent_of(snap, "a1")
+        run1 = a["history"][0]["run"]
+        run2 = a["tasks"][0]["run"]
+        self.assertNotEqual(run1, run2)
+        self.assertEqual(hdr["run"], run2)
+        # Run 1's output during run 2, by its run.
+        path1 = term_path("build", "a1") + "&run=" + run1
+        h1, data, end, code = run_async(read_ended_terminal(self.sc, path1))
+        self.assertEqual((h1["run"], data, code), (run1, one, 1000))
+        self.assertIn('"outcome":"failed"', end)
+        # ... and after run 2 ended; without a run the newest ended run answers.
+        self.sc.pub("task-end", "build", "completed", "0")
+        run_async(wait_ended_run(self.sc, "a1", run2))
+        self.assertEqual(run_async(read_ended_terminal(self.sc, path1))[1], one)
+        h2, data2, end2, _ = run_async(read_ended_terminal(self.sc, term_path("build", "a1")))
+        self.assertEqual((h2["run"], data2), (run2, b"RUN TWO: compiling\r\n"))
+        self.assertIn('"run":"%s"' % run2, end2)
+        hist = agent_of(run_async(snapshot(self.sc)), "a1")["history"]
+        self.assertEqual([(h["run"], h["output_bytes"]) for h in hist],
+                         [(run2, len(b"RUN TWO: compiling\r\n")), (run1, len(one))])
+        # A run that never was: unknown; a malformed one: 400.
+        self.assertEqual(run_async(closed_code(self.sc, term_path("build", "a1") + "&run=7")),
+                         4004)
+        self.assertEqual(run_async(http_status(self.sc, term_path("build") + "?run=x")), 400)
+
+
+async def wait_ended_run(sc, agent, run, path="/ws/events"):
+    async with connect(sc, path) as ws:
+        snap = await recv_json(ws)
+        a = agent_of(snap, agent)
+        if a and any(h.get("run") == run for h in a.get("history", [])):
+            return
+        await recv_until(ws, lambda m: m.get("type") == "task_ended" and
+                         m.get("agent_id") == agent and m.get("run") == run, timeout=10)
 
 
 class BudgetTest(SidecarCase):
