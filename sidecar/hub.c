@@ -363,6 +363,23 @@ static void deliver_local(hub *h, agent *a, const char *json, size_t len, uint32
  * is pumped into the queue while it has room (half of --send-queue and --send-queue-bytes) and
  * continued when the queue drains (hub_conn_drained); live persisted events wait for it. */
 
+/* Embedded: tells c the events after from_seq are no longer retained (or of another epoch). */
+static void send_replay_truncated(hub *h, conn *c, const char *client_epoch, uint64_t from_seq,
+                                  uint64_t oldest)
+{
+    buf b;
+    buf_init(&b);
+    buf_puts(&b, "{\"type\":\"replay_truncated\"");
+    json_kstr(&b, "epoch", h->epoch);
+    json_kstr(&b, "client_epoch", client_epoch);
+    json_ku64(&b, "from_seq", from_seq);
+    json_ku64(&b, "oldest_seq", oldest);
+    json_ku64(&b, "to_seq", h->seq);
+    buf_puts(&b, "}");
+    conn_send_text(c, b.data, b.len, MSG_CONTROL, 1);
+    buf_free(&b);
+}
+
 static int replay_room(const hub *h, const conn *c)
 {
     size_t n = (size_t)h->cfg->send_queue / 2;
@@ -408,18 +425,10 @@ static void replay_pump_local(hub *h, conn *c)
         if (e == NULL || e->seq != c->replay_next) {
             /* Expired from the buffer while this client was replaying: say so, then the
              * present state, then live events. */
+            send_replay_truncated(h, c, h->epoch, c->replay_next - 1, oldest);
+            c->replaying = 0;
             buf b;
             buf_init(&b);
-            buf_puts(&b, "{\"type\":\"replay_truncated\"");
-            json_kstr(&b, "epoch", h->epoch);
-            json_kstr(&b, "client_epoch", h->epoch);
-            json_ku64(&b, "from_seq", c->replay_next - 1);
-            json_ku64(&b, "oldest_seq", oldest);
-            json_ku64(&b, "to_seq", h->seq);
-            buf_puts(&b, "}");
-            conn_send_text(c, b.data, b.len, MSG_CONTROL, 1);
-            buf_reset(&b);
-            c->replaying = 0;
             snapshot(h, c, &b);
             conn_send_text(c, b.data, b.len, MSG_SNAPSHOT, 1);
             buf_free(&b);
@@ -1230,17 +1239,8 @@ void hub_subscribe_events(hub *h, conn *c, int resume, uint64_t resume_seq, cons
     if (resume) {
         /* Every event after resume_seq must still be retained, in this epoch. */
         truncated = strcmp(epoch, h->epoch) != 0 || resume_seq + 1 < oldest || resume_seq > h->seq;
-        if (truncated) {
-            buf_puts(&b, "{\"type\":\"replay_truncated\"");
-            json_kstr(&b, "epoch", h->epoch);
-            json_kstr(&b, "client_epoch", epoch);
-            json_ku64(&b, "from_seq", resume_seq);
-            json_ku64(&b, "oldest_seq", oldest);
-            json_ku64(&b, "to_seq", h->seq);
-            buf_puts(&b, "}");
-            conn_send_text(c, b.data, b.len, MSG_CONTROL, 1);
-            buf_reset(&b);
-        }
+        if (truncated)
+            send_replay_truncated(h, c, epoch, resume_seq, oldest);
     }
     /* B4: the snapshot comes first; its seq says which persisted events it already reflects. */
     snapshot(h, c, &b);
